@@ -1,0 +1,70 @@
+"""Shared fixtures: real mp4 files and a small video-pair CSV written per test."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vlmrm.synthetic import write_mp4
+
+FRAME_SIZE = 64
+
+
+def ramp_frames(num_frames: int, size: int = FRAME_SIZE) -> np.ndarray:
+    """Frame i is a flat grey of level 8*i: decoded frames reveal which index they came from."""
+    levels = (np.arange(num_frames) * 8) % 256
+    return np.broadcast_to(levels[:, None, None, None], (num_frames, size, size, 3)).astype(np.uint8).copy()
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    """Write a real mp4 with ``num_frames`` frames at ``fps``; returns its path."""
+
+    def make(name: str, num_frames: int = 16, fps: int = 8) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_mp4(path, ramp_frames(num_frames), fps, "mpeg4")
+        return path
+
+    return make
+
+
+CSV_HEADER = [
+    "path_A",
+    "path_B",
+    "prompt",
+    "VQ",
+    "MQ",
+    "TA",
+    "fps_A",
+    "num_frames_A",
+    "fps_B",
+    "num_frames_B",
+]
+
+
+@pytest.fixture
+def make_csv(tmp_path):
+    """Write rows (dicts; missing declared columns filled from defaults) to a CSV in tmp_path."""
+
+    def make(rows: list[dict], name: str = "pairs.csv", header: list[str] | None = None) -> Path:
+        header = header or CSV_HEADER
+        path = tmp_path / name
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                filled = {"fps_A": 8, "num_frames_A": 16, "fps_B": 8, "num_frames_B": 16, **row}
+                writer.writerow({k: filled.get(k, "") for k in header})
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory):
+    """One tiny-checkpoint cache per test session (each family is built at most once)."""
+    return tmp_path_factory.mktemp("tiny_cache")

@@ -1,0 +1,1 @@
+"""vlmrm: vision-language reward models."""

@@ -1,0 +1,318 @@
+"""Typed configuration: one dataclass per concern, loaded from YAML through ``HfArgumentParser``.
+
+A run is described by three dataclasses — :class:`ModelConfig`, :class:`DataConfig` and
+:class:`RewardTrainingArguments` (a ``transformers.TrainingArguments`` subclass) — so every key a
+VideoAlign / HF Trainer user knows keeps its name and meaning. YAML values and command-line
+overrides go through the same argparse parser, which is why ``learning_rate: 1e-5`` (a *string* to
+PyYAML) still arrives as a float and why ``train_rm.py cfg.yaml --learning_rate 5e-6`` works.
+Unknown keys are errors that name the key and suggest the closest valid one: a typo must never be
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from vlmrm.constants import (
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_MIN_FRAME_PIXELS,
+    DEFAULT_VIDEO_FPS,
+    FPS_MAX_FRAMES,
+    FPS_MIN_FRAMES,
+)
+
+
+class ConfigError(ValueError):
+    """A configuration problem found before any model or data is loaded."""
+
+
+def _opt(default: Any = None, help: str = "", aliases: list[str] | None = None, **kwargs) -> Any:
+    metadata: dict[str, Any] = {"help": help}
+    if aliases:
+        metadata["aliases"] = [f"--{a}" for a in aliases]
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclass
+class ModelConfig:
+    """Backbone, reward head, freezing and LoRA options (VideoAlign names)."""
+
+    model_name_or_path: str | None = _opt(None, "Local path or hub id of the Qwen-VL backbone.")
+    torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = _opt(
+        "auto", "dtype the backbone is loaded in; 'auto' follows bf16/fp16 of the training arguments."
+    )
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = _opt(
+        "sdpa", "Attention kernel; flash_attention_2 needs the flash-attn package."
+    )
+    output_dim: int | None = _opt(
+        None,
+        "Outputs of the reward head. With reward_token=special it is 1 (one token per dimension); "
+        "otherwise it equals len(eval_dim). Unset = derived.",
+    )
+    use_special_tokens: bool = _opt(False, "Add one reward token per dimension, e.g. <|VQ_reward|>.")
+    reward_token: Literal["last", "mean", "special"] = _opt(
+        "last",
+        "Where the reward is read: last non-pad token, masked mean over tokens, or the special tokens.",
+    )
+    reward_head: Literal["linear", "mlp"] = _opt(
+        "linear", "Reward head: linear hidden->output_dim, or a 2-layer MLP."
+    )
+    freeze_vision_tower: bool = _opt(False, "Freeze the ViT (not the merger).", aliases=["freeze_vit"])
+    freeze_llm: bool = _opt(False, "Freeze the language model.")
+    tune_merger: bool = _opt(False, "Train the vision->LLM merger even when the vision tower is frozen.")
+    lora_enable: bool = _opt(False, "Train LoRA adapters on the LLM instead of its full weights.")
+    vision_lora: bool = _opt(False, "Also put LoRA adapters on the vision tower.")
+    lora_r: int = _opt(64, "LoRA rank.")
+    lora_alpha: int = _opt(128, "LoRA alpha.")
+    lora_dropout: float = _opt(0.05, "LoRA dropout.")
+    lora_namespan_exclude: list[str] = _opt(
+        ["lm_head", "rm_head", "embed_tokens"], "Module name fragments never wrapped with LoRA."
+    )
+    num_lora_modules: int = _opt(-1, "LoRA on the last N matching modules; -1 = all.")
+
+    def __post_init__(self) -> None:
+        self.lora_namespan_exclude = _as_str_list(self.lora_namespan_exclude, "lora_namespan_exclude")
+
+
+@dataclass
+class DataConfig:
+    """Where the preference data lives and how videos are sampled (qwen-vl-utils rules)."""
+
+    meta_data: str | None = _opt(None, "Training CSV (path_A,path_B,prompt,<dims>,fps_A,...).")
+    meta_data_test: str | None = _opt(None, "Held-out CSV in the same format.")
+    data_dir: str | None = _opt(
+        None, "Folder the CSV's relative video paths are resolved against; unset = the CSV's folder."
+    )
+    eval_dim: list[str] = _opt(["VQ", "MQ", "TA"], "Label columns to learn, one reward each (1..N).")
+    use_tied_data: bool = _opt(
+        True, "Keep tie ('same') labels; false drops rows whose every selected dimension is a tie."
+    )
+    prompt_template_type: str = _opt(
+        "simple", "Prompt template name (vlmrm.data.templates): none, simple, video_score, detailed, ..."
+    )
+    fps: float = _opt(DEFAULT_VIDEO_FPS, "Frames sampled per second of video (ignored if num_frames is set).")
+    num_frames: int | None = _opt(None, "Sample exactly this many frames per video instead of by fps.")
+    min_frames: int = _opt(FPS_MIN_FRAMES, "Fewest frames sampled per video when sampling by fps.")
+    max_frames: int = _opt(FPS_MAX_FRAMES, "Most frames sampled per video when sampling by fps.")
+    max_frame_pixels: int = _opt(DEFAULT_MAX_FRAME_PIXELS, "Max pixels per frame (448*448 = 200704).")
+    min_frame_pixels: int = _opt(DEFAULT_MIN_FRAME_PIXELS, "Min pixels per frame (qwen-vl-utils default).")
+    sample_type: Literal["uniform", "random"] = _opt(
+        "uniform", "uniform: evenly spaced frames; random: one random frame per equal segment."
+    )
+    video_backend: Literal["auto", "decord", "pyav", "torchcodec"] = _opt(
+        "auto", "Video decoder; auto = torchcodec if it works, else decord, else PyAV."
+    )
+    min_pixels: int | None = _opt(None, "Min pixels of an image input (images only).")
+    max_pixels: int | None = _opt(None, "Max pixels of an image input (images only).")
+
+    def __post_init__(self) -> None:
+        self.eval_dim = _as_str_list(self.eval_dim, "eval_dim")
+        if not self.eval_dim:
+            raise ConfigError("eval_dim: list at least one label column")
+        if len(set(self.eval_dim)) != len(self.eval_dim):
+            raise ConfigError(f"eval_dim: repeated dimension in {self.eval_dim}")
+        if self.num_frames is not None and self.num_frames < 2:
+            raise ConfigError(f"num_frames: must be >= 2 (temporal patch), got {self.num_frames}")
+        if self.fps <= 0:
+            raise ConfigError(f"fps: must be > 0, got {self.fps}")
+        if self.min_frames > self.max_frames:
+            raise ConfigError(f"min_frames ({self.min_frames}) > max_frames ({self.max_frames})")
+        if self.min_frame_pixels > self.max_frame_pixels:
+            raise ConfigError(
+                f"min_frame_pixels ({self.min_frame_pixels}) > max_frame_pixels ({self.max_frame_pixels})"
+            )
+
+
+@dataclass
+class RewardTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the reward-model options of VideoAlign and TRL's RewardConfig."""
+
+    loss_type: Literal["bt", "btt", "margin", "reg"] = _opt(
+        "btt", "bt: Bradley-Terry; btt: BT with ties (Rao-Kupper); margin: BT with a margin; reg: MSE."
+    )
+    tie_k: float = _opt(5.0, "Rao-Kupper tie parameter k > 1 of the btt loss.")
+    margin: float = _opt(0.5, "Fixed margin m of the margin loss.")
+    merger_lr: float | None = _opt(None, "Learning rate of the merger; unset = learning_rate.")
+    vision_lr: float | None = _opt(None, "Learning rate of the vision tower; unset = learning_rate.")
+    special_token_lr: float | None = _opt(None, "Learning rate of the reward-token embeddings.")
+    logging_epochs: float | None = _opt(
+        None, "Log every this fraction of an epoch (overrides logging_steps)."
+    )
+    eval_epochs: float | None = _opt(None, "Evaluate every this fraction of an epoch (overrides eval_steps).")
+    save_epochs: float | None = _opt(None, "Save every this fraction of an epoch (overrides save_steps).")
+    save_full_model: bool = _opt(False, "Also save the merged full model, not only adapters/head.")
+    max_length: int | None = _opt(
+        None, "Max tokens per sequence (guards against OOM).", aliases=["max_seq_length"]
+    )
+    remove_unused_columns: bool = _opt(False, "Kept False: the collator needs every dataset field.")
+
+    def __post_init__(self) -> None:
+        if self.tie_k <= 1:
+            raise ConfigError(f"tie_k: the Rao-Kupper parameter must be > 1, got {self.tie_k}")
+        for name in ("logging_epochs", "eval_epochs", "save_epochs"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {value}")
+        super().__post_init__()
+
+
+CONFIG_CLASSES = (ModelConfig, DataConfig, RewardTrainingArguments)
+
+
+@dataclass
+class RunConfig:
+    """The three parsed concerns of one run."""
+
+    model: ModelConfig
+    data: DataConfig
+    training: RewardTrainingArguments
+
+    def __post_init__(self) -> None:
+        check_cross_fields(self.model, self.data)
+
+
+def check_cross_fields(model: ModelConfig, data: DataConfig) -> None:
+    """Checks that span two dataclasses; fills ``output_dim`` when unset.
+
+    Number of rewards = len(eval_dim). With ``reward_token: special`` each dimension reads its own
+    token, so the head has one output; otherwise one position yields all of them.
+    """
+    num_dims = len(data.eval_dim)
+    if model.reward_token == "special":
+        if not model.use_special_tokens:
+            raise ConfigError("reward_token: 'special' needs use_special_tokens: true")
+        expected = 1
+    else:
+        expected = num_dims
+    if model.output_dim is None:
+        model.output_dim = expected
+    elif model.output_dim != expected:
+        raise ConfigError(
+            f"output_dim: {model.output_dim} does not fit reward_token={model.reward_token!r} with "
+            f"{num_dims} eval_dim {data.eval_dim}; expected {expected}"
+        )
+
+
+def _as_str_list(value: Any, name: str) -> list[str]:
+    """Accept a YAML list, one string, or the string form VideoAlign uses ("['a', 'b']")."""
+    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str):
+        value = value[0] if value[0].strip().startswith("[") else value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError) as err:
+                raise ConfigError(f"{name}: cannot read {value!r} as a list of strings") from err
+        else:
+            value = [text]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+    return list(value)
+
+
+def _key_table(classes=CONFIG_CLASSES) -> dict[str, str]:
+    """Every accepted key (field names and their aliases) -> the field it sets."""
+    table: dict[str, str] = {}
+    for cls in classes:
+        for f in fields(cls):
+            if not f.init:
+                continue
+            table[f.name] = f.name
+            for alias in f.metadata.get("aliases", []):
+                table[alias.lstrip("-")] = f.name
+    return table
+
+
+def _check_key(key: str, table: dict[str, str], source: str) -> str:
+    if key in table:
+        return table[key]
+    close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"{source}: unknown key '{key}'{hint}")
+
+
+def _yaml_to_argv(values: dict[str, Any], table: dict[str, str], source: str) -> list[str]:
+    """Turn YAML key/values into argparse tokens, so both sources share one type conversion."""
+    argv: list[str] = []
+    for key, value in values.items():
+        name = _check_key(str(key), table, source)
+        if value is None:
+            continue
+        argv.append(f"--{name}")
+        if isinstance(value, bool):
+            argv.append(str(value).lower())
+        elif isinstance(value, dict):
+            argv.append(json.dumps(value))
+        elif isinstance(value, (list, tuple)):
+            if not value:
+                raise ConfigError(f"{source}: '{key}' is an empty list")
+            argv.extend(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)
+        else:
+            argv.append(str(value))
+    return argv
+
+
+def _check_cli_keys(argv: list[str], table: dict[str, str]) -> None:
+    bool_negations = {f"no_{name}" for name in table}
+    for token in argv:
+        if token.startswith("--"):
+            key = token[2:].split("=", 1)[0].replace("-", "_")
+            if key not in bool_negations:
+                _check_key(key, table, "command line")
+
+
+class _RaisingArgumentParser(HfArgumentParser):
+    """argparse prints usage and exits on a bad value; we want one clear exception instead."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load`` (never executes tags)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with path.open() as fh:
+        values = yaml.safe_load(fh) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of key: value")
+    return values
+
+
+def parse_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
+) -> RunConfig:
+    """Parse a YAML file (or a dict) plus ``--key value`` overrides into a :class:`RunConfig`.
+
+    Args:
+        path: YAML file; its keys are the dataclass field names (or their aliases).
+        overrides: command-line tokens, applied after the YAML (last one wins).
+        values: a mapping used instead of / on top of the file (tests, programmatic use).
+    """
+    table = _key_table()
+    merged: dict[str, Any] = read_yaml(path) if path is not None else {}
+    merged.update(values or {})
+    source = str(path) if path is not None else "config"
+    argv = _yaml_to_argv(merged, table, source)
+    overrides = list(overrides or [])
+    _check_cli_keys(overrides, table)
+    parser = _RaisingArgumentParser(CONFIG_CLASSES, allow_abbrev=False)
+    try:
+        model, data, training = parser.parse_args_into_dataclasses(
+            args=argv + overrides, look_for_args_file=False
+        )
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return RunConfig(model=model, data=data, training=training)

@@ -1,0 +1,101 @@
+"""Pair batches for the reward model: the one batch convention of vlmrm, documented here.
+
+For B pairs the collator returns one processor batch of 2B sequences (TRL's convention: the
+first half is one side, the second half the other, so ``torch.chunk(rewards, 2)`` splits them):
+
+==========================  ===============================================================
+``input_ids``               (2B, T) rows 0..B-1 = video A of each pair, rows B..2B-1 = video B
+``attention_mask``          (2B, T)
+``mm_token_type_ids``       (2B, T) 0 text, 2 video; transformers 5.x builds M-RoPE from it
+``pixel_values_videos``     (sum of patches, C * temporal_patch * patch^2), same video order
+``video_grid_thw``          (2B, 3) frames/temporal_patch, height/patch, width/patch per video
+``labels``                  (B, D) float, y in {+1 A better, -1 B better, 0 tie} per eval_dim
+``pair_ids``                (B,) long, the CSV data-row of each pair (for error messages)
+==========================  ===============================================================
+
+Frames arrive already sampled and resized (``vlmrm.data.video``) so the video processor is told
+not to sample or resize again; the frame metadata is passed on because Qwen3-VL writes frame
+timestamps into the prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import ProcessorMixin
+
+from vlmrm.data.templates import build_prompt, check_template
+
+PAIR_SIDES = ("A", "B")
+
+
+def frame_factor(processor: ProcessorMixin) -> int:
+    """Pixels per merged token edge: patch 14 x merge 2 = 28 for Qwen2/2.5-VL, 16 x 2 = 32 for Qwen3-VL."""
+    video_processor = processor.video_processor
+    return int(video_processor.patch_size * video_processor.merge_size)
+
+
+@dataclass
+class VideoPairCollator:
+    """Builds processor inputs for both sides of each pair with the prompt template applied."""
+
+    processor: ProcessorMixin
+    eval_dim: list[str]
+    template_type: str = "simple"
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        check_template(self.template_type)
+
+    def chat_text(self, prompt: str) -> str:
+        """One user turn holding the video and the templated prompt, ready for generation."""
+        messages = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video"},
+                    {"type": "text", "text": build_prompt(prompt, self.eval_dim, self.template_type)},
+                ],
+            }
+        ]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        texts, videos, metadata = [], [], []
+        for side in PAIR_SIDES:
+            for feature in features:
+                decoded = feature[f"video_{side}"]
+                texts.append(self.chat_text(feature["prompt"]))
+                videos.append(decoded.frames)
+                metadata.append(decoded.metadata())
+        batch = self.processor(
+            text=texts,
+            videos=videos,
+            videos_kwargs={"do_sample_frames": False, "do_resize": False, "video_metadata": metadata},
+            padding=True,
+            return_tensors="pt",
+        )
+        pair_ids = torch.tensor([f["pair_id"] for f in features], dtype=torch.long)
+        self._check_length(batch["attention_mask"], pair_ids)
+        batch = dict(batch)
+        batch["labels"] = torch.stack([f["labels"] for f in features])
+        batch["pair_ids"] = pair_ids
+        return batch
+
+    def _check_length(self, attention_mask: torch.Tensor, pair_ids: torch.Tensor) -> None:
+        """Truncating would cut visual or reward tokens, so an over-long pair is an error instead."""
+        if self.max_length is None:
+            return
+        lengths = attention_mask.sum(dim=1).view(len(PAIR_SIDES), -1)  # (2, B)
+        too_long = (lengths > self.max_length).any(dim=0)
+        if too_long.any():
+            details = ", ".join(
+                f"pair row {int(pid)}: {int(lengths[:, i].max())} tokens"
+                for i, pid in enumerate(pair_ids)
+                if too_long[i]
+            )
+            raise ValueError(
+                f"sequence longer than max_length={self.max_length} ({details}); lower fps / "
+                "max_frame_pixels or raise max_length"
+            )

@@ -1,0 +1,224 @@
+"""Check preference data before training: every problem with its file, line and column.
+
+CLI::
+
+    python -m vlmrm.data.validate --file train.csv --data_dir DIR [--eval_dim VQ MQ TA] [--strict]
+    python -m vlmrm.data.validate --config training_configs/quickstart_cpu.yaml
+
+Errors (exit status 1): CSV not found or unparsable, missing column, unknown label, empty path,
+missing / empty / unreadable video, a video with no frames or too few frames to sample.
+Warnings (exit 0 unless ``--strict``): duplicate rows, ``fps_*`` / ``num_frames_*`` columns that
+disagree with the file (the model would see other frames than the CSV author expects).
+The same function runs at the start of training (:func:`validate_run_data`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vlmrm.data.problems import DataValidationError, Problem, count_by_kind, errors
+from vlmrm.data.video import (
+    FrameSampling,
+    VideoBackend,
+    VideoDecodeError,
+    VideoInfo,
+    num_sampled_frames,
+    probe_video,
+    resolve_backend,
+)
+from vlmrm.data.video_pairs import DeclaredVideo, VideoPairTable, parse_video_pair_csv
+
+logger = logging.getLogger(__name__)
+
+FPS_RELATIVE_TOLERANCE = 0.01
+"""Declared and decoded fps may differ by 1% (23.976 written as 23.98) before it is a mismatch."""
+
+
+@dataclass
+class ValidationReport:
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    def failed(self, strict: bool = False) -> bool:
+        return bool(errors(self.problems, strict))
+
+
+def _declared_mismatch(declared: DeclaredVideo, info: VideoInfo) -> list[str]:
+    found = []
+    if declared.fps is not None and not math.isclose(declared.fps, info.fps, rel_tol=FPS_RELATIVE_TOLERANCE):
+        found.append(f"declared fps {declared.fps:g} but the file has {info.fps:g}")
+    if declared.num_frames is not None and declared.num_frames != info.total_frames:
+        found.append(f"declared {declared.num_frames} frames but the file has {info.total_frames}")
+    return found
+
+
+def _duplicate_problems(table: VideoPairTable) -> list[Problem]:
+    first_line: dict[tuple, int] = {}
+    problems = []
+    for pair in table.pairs:
+        key = (pair.path_a, pair.path_b, pair.prompt)
+        if key in first_line:
+            problems.append(
+                Problem(
+                    str(table.source),
+                    pair.line,
+                    None,
+                    f"duplicate of line {first_line[key]} (same path_A, path_B, prompt)",
+                    severity="warning",
+                    kind="duplicate_row",
+                )
+            )
+        else:
+            first_line[key] = pair.line
+    return problems
+
+
+def check_videos(
+    table: VideoPairTable, sampling: FrameSampling, backend: VideoBackend
+) -> tuple[list[Problem], dict]:
+    """Probe every distinct video once; report per row and column that references it."""
+    file = str(table.source)
+    uses: dict[Path, list[tuple[int, str, DeclaredVideo]]] = defaultdict(list)
+    for pair in table.pairs:
+        uses[pair.path_a].append((pair.line, "path_A", pair.declared_a))
+        uses[pair.path_b].append((pair.line, "path_B", pair.declared_b))
+    problems: list[Problem] = []
+    durations, sampled = [], []
+    for path, references in uses.items():
+        try:
+            info = probe_video(path, backend)
+            sampled.append(num_sampled_frames(info.total_frames, info.fps, sampling))
+        except (VideoDecodeError, ValueError) as err:
+            reason = err.reason if isinstance(err, VideoDecodeError) else f"{path}: {err}"
+            for line, column, _ in references:
+                problems.append(Problem(file, line, column, reason, kind="bad_video"))
+            continue
+        durations.append(info.duration)
+        for line, column, declared in references:
+            for message in _declared_mismatch(declared, info):
+                side = column[-1]
+                problems.append(
+                    Problem(
+                        file,
+                        line,
+                        f"fps_{side}/num_frames_{side}",
+                        f"{path}: {message}",
+                        severity="warning",
+                        kind="declared_mismatch",
+                    )
+                )
+    summary = {"videos": len(uses), "readable_videos": len(durations)}
+    if durations:
+        summary["duration_s"] = {
+            "min": min(durations),
+            "mean": sum(durations) / len(durations),
+            "max": max(durations),
+        }
+        summary["frames_sampled"] = {"min": min(sampled), "max": max(sampled)}
+    return problems, summary
+
+
+def validate_video_pairs(
+    csv_path: str | Path,
+    eval_dim: list[str],
+    data_dir: str | Path | None = None,
+    use_tied_data: bool = True,
+    sampling: FrameSampling | None = None,
+    backend: VideoBackend | None = None,
+) -> ValidationReport:
+    """Everything a training run would trip over, found in one pass, plus summary counts."""
+    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data)
+    report = ValidationReport(str(csv_path), list(table.problems))
+    if any(p.kind in {"missing_file", "bad_csv", "missing_column"} for p in table.problems):
+        return report
+    report.problems += _duplicate_problems(table)
+    video_problems, video_summary = check_videos(
+        table, sampling or FrameSampling(), backend or resolve_backend()
+    )
+    report.problems += video_problems
+    counts = table.label_counts()
+    report.summary = {
+        "rows": table.total_rows,
+        "pairs": len(table.pairs),
+        "dropped_all_tie_rows": table.dropped_all_tie_rows,
+        "labels": counts,
+        "ties": {dim: c["same"] for dim, c in counts.items()},
+        **video_summary,
+        "problems": count_by_kind(report.problems),
+    }
+    return report
+
+
+def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport]:
+    """Validate ``meta_data`` and ``meta_data_test`` of a run; raise before any model is loaded."""
+    data = run_config.data
+    sampling = FrameSampling.from_data_config(data)
+    backend = resolve_backend(data.video_backend)
+    reports = []
+    for csv_path in (data.meta_data, data.meta_data_test):
+        if csv_path is None:
+            continue
+        report = validate_video_pairs(
+            csv_path, data.eval_dim, data.data_dir, data.use_tied_data, sampling, backend
+        )
+        for problem in report.problems:
+            (logger.error if problem.severity == "error" else logger.warning)("%s", problem)
+        logger.info("%s: %s", csv_path, json.dumps(report.summary))
+        reports.append(report)
+    found = [p for r in reports for p in errors(r.problems, strict)]
+    if found:
+        raise DataValidationError(found)
+    return reports
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vlmrm.data.validate", description=__doc__.split("\n")[0])
+    parser.add_argument("--file", action="append", help="CSV to check (repeatable)")
+    parser.add_argument("--config", help="training YAML: checks its meta_data and meta_data_test")
+    parser.add_argument("--data_dir")
+    parser.add_argument("--eval_dim", nargs="+", default=["VQ", "MQ", "TA"])
+    parser.add_argument("--no_use_tied_data", action="store_true", help="drop all-tie rows (counted)")
+    parser.add_argument("--video_backend", default="auto", choices=["auto", "decord", "pyav", "torchcodec"])
+    parser.add_argument("--fps", type=float, default=FrameSampling.fps)
+    parser.add_argument("--num_frames", type=int)
+    parser.add_argument("--strict", action="store_true", help="warnings are errors too")
+    parser.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.config:
+        from vlmrm.config import parse_config
+
+        data = parse_config(args.config).data
+        files = [f for f in (data.meta_data, data.meta_data_test) if f]
+        eval_dim, data_dir, tied = data.eval_dim, data.data_dir, data.use_tied_data
+        sampling, backend_name = FrameSampling.from_data_config(data), data.video_backend
+    elif args.file:
+        files, eval_dim, data_dir, tied = args.file, args.eval_dim, args.data_dir, not args.no_use_tied_data
+        sampling, backend_name = FrameSampling(fps=args.fps, num_frames=args.num_frames), args.video_backend
+    else:
+        _parser().error("give --file CSV or --config YAML")
+    backend = resolve_backend(backend_name)
+    failed = False
+    for path in files:
+        report = validate_video_pairs(path, eval_dim, data_dir, tied, sampling, backend)
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        print(json.dumps({"file": path, **report.summary}, indent=None if not args.json else 2))
+        failed |= report.failed(args.strict)
+    print("FAILED" if failed else "OK", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Video decoding with qwen-vl-utils' sampling rules and an explicit, selectable backend.
+
+Why not call ``qwen_vl_utils.fetch_video``: its fallback on any decoder error is torchvision's
+video reader, which decodes the *whole file* and is gone from current torchvision, and it picks
+the backend from an environment variable. Here the frame *math* is qwen-vl-utils' own
+(``smart_nframes``, ``smart_resize``, ``linspace(...).round()``), and the backend is chosen once,
+logged once, and never silently swapped. Every backend receives the same indices, so the frames a
+model sees do not depend on which decoder is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from qwen_vl_utils.vision_process import smart_nframes, smart_resize
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from vlmrm.constants import (
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_MIN_FRAME_PIXELS,
+    DEFAULT_VIDEO_FPS,
+    FPS_MAX_FRAMES,
+    FPS_MIN_FRAMES,
+    QWEN2_IMAGE_FACTOR,
+)
+
+logger = logging.getLogger(__name__)
+
+BackendName = Literal["decord", "pyav", "torchcodec"]
+AUTO_BACKEND_ORDER: tuple[BackendName, ...] = ("torchcodec", "decord", "pyav")
+"""``auto`` prefers torchcodec (PyTorch's own decoder), then decord (fast seeks), then PyAV."""
+
+
+class VideoDecodeError(RuntimeError):
+    """A video file is missing, unreadable or has too few frames."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """How frames are picked and sized; the same fields as qwen-vl-utils' video element dict."""
+
+    fps: float = DEFAULT_VIDEO_FPS
+    num_frames: int | None = None
+    min_frames: int = FPS_MIN_FRAMES
+    max_frames: int = FPS_MAX_FRAMES
+    sample_type: Literal["uniform", "random"] = "uniform"
+    min_pixels: int = DEFAULT_MIN_FRAME_PIXELS
+    max_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+
+    @classmethod
+    def from_data_config(cls, data) -> FrameSampling:
+        return cls(
+            fps=data.fps,
+            num_frames=data.num_frames,
+            min_frames=data.min_frames,
+            max_frames=data.max_frames,
+            sample_type=data.sample_type,
+            min_pixels=data.min_frame_pixels,
+            max_pixels=data.max_frame_pixels,
+        )
+
+    def qwen_element(self, total_frames: int) -> dict:
+        """The ``ele`` dict qwen-vl-utils' ``smart_nframes`` reads."""
+        if self.num_frames is not None:
+            return {"nframes": self.num_frames}
+        return {
+            "fps": self.fps,
+            "min_frames": self.min_frames,
+            "max_frames": min(self.max_frames, total_frames),
+        }
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the decoder reports about a file; sampling is computed from these numbers."""
+
+    total_frames: int
+    fps: float
+    height: int
+    width: int
+
+    @property
+    def duration(self) -> float:
+        return self.total_frames / self.fps if self.fps > 0 else 0.0
+
+
+@dataclass
+class DecodedVideo:
+    """Sampled, resized frames of one video plus what the processor needs to know about them."""
+
+    frames: torch.Tensor  # (T, 3, H, W) uint8
+    indices: list[int]
+    info: VideoInfo
+    sample_fps: float
+
+    def metadata(self) -> dict:
+        """transformers' ``VideoMetadata`` fields (Qwen3-VL turns them into frame timestamps)."""
+        return {
+            "fps": self.info.fps,
+            "frames_indices": list(self.indices),
+            "total_num_frames": self.info.total_frames,
+            "duration": self.info.duration,
+        }
+
+
+def num_sampled_frames(total_frames: int, video_fps: float, sampling: FrameSampling) -> int:
+    """n = total / video_fps * fps clamped to [min_frames, min(max_frames, total)], floored to even.
+
+    Delegates to ``qwen_vl_utils.smart_nframes`` so the count is the one Qwen-VL models trained with.
+    """
+    if total_frames < 2:
+        raise ValueError(f"a video needs at least 2 frames to be sampled, it has {total_frames}")
+    return smart_nframes(sampling.qwen_element(total_frames), total_frames=total_frames, video_fps=video_fps)
+
+
+def sample_frame_indices(
+    total_frames: int,
+    video_fps: float,
+    sampling: FrameSampling,
+    rng: np.random.Generator | None = None,
+) -> list[int]:
+    """Indices of the frames fed to the model.
+
+    uniform: ``linspace(0, total - 1, n).round()`` exactly as qwen-vl-utils' readers.
+    random: the span [0, total) is cut into n equal segments and one frame is drawn uniformly
+    inside each (TSN-style), so the frames stay in order and cover the whole clip.
+    """
+    n = num_sampled_frames(total_frames, video_fps, sampling)
+    if sampling.sample_type == "uniform":
+        return torch.linspace(0, total_frames - 1, n).round().long().tolist()
+    rng = rng if rng is not None else np.random.default_rng()
+    edges = np.linspace(0, total_frames, n + 1)
+    starts = np.floor(edges[:-1]).astype(int)
+    ends = np.maximum(starts + 1, np.floor(edges[1:]).astype(int))
+    return [int(rng.integers(s, e)) for s, e in zip(starts, ends)]
+
+
+def resized_frame_size(height: int, width: int, sampling: FrameSampling, factor: int) -> tuple[int, int]:
+    """``smart_resize``: both sides multiples of ``factor`` (28 for Qwen2-VL), area in bounds."""
+    return smart_resize(
+        height, width, factor=factor, min_pixels=sampling.min_pixels, max_pixels=sampling.max_pixels
+    )
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic, antialiased resize as qwen-vl-utils' ``fetch_video``, back to uint8 (T, 3, H, W)."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    resized = TF.resize(frames.float(), list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+# --- backends: each returns VideoInfo and (T, H, W, 3) uint8 frames at given indices -----------
+
+
+def _decord_info(path: str) -> VideoInfo:
+    import decord
+
+    reader = decord.VideoReader(path, num_threads=1)
+    height, width = reader[0].shape[:2]
+    return VideoInfo(len(reader), float(reader.get_avg_fps()), int(height), int(width))
+
+
+def _decord_read(path: str, indices: list[int]) -> np.ndarray:
+    import decord
+
+    reader = decord.VideoReader(path, num_threads=1)
+    return reader.get_batch(indices).asnumpy()
+
+
+def _pyav_info(path: str) -> VideoInfo:
+    import av
+
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        return VideoInfo(int(total), fps, int(stream.height), int(stream.width))
+
+
+def _pyav_read(path: str, indices: list[int]) -> np.ndarray:
+    """Decode in order up to the last wanted index; keeps only the wanted frames in memory."""
+    import av
+
+    wanted = sorted(set(indices))
+    by_index: dict[int, np.ndarray] = {}
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        position = 0
+        for frame in container.decode(stream):
+            if position in wanted:
+                by_index[position] = frame.to_ndarray(format="rgb24")
+            position += 1
+            if position > wanted[-1]:
+                break
+    missing = [i for i in wanted if i not in by_index]
+    if missing:
+        raise ValueError(f"decoded {position} frames, frames {missing[:5]} not reached")
+    return np.stack([by_index[i] for i in indices])
+
+
+def _torchcodec_info(path: str) -> VideoInfo:
+    from torchcodec.decoders import VideoDecoder
+
+    meta = VideoDecoder(path).metadata
+    return VideoInfo(int(meta.num_frames), float(meta.average_fps), int(meta.height), int(meta.width))
+
+
+def _torchcodec_read(path: str, indices: list[int]) -> np.ndarray:
+    from torchcodec.decoders import VideoDecoder
+
+    batch = VideoDecoder(path).get_frames_at(indices=indices)
+    return batch.data.permute(0, 2, 3, 1).numpy()
+
+
+@dataclass(frozen=True)
+class VideoBackend:
+    name: BackendName
+    info: Callable[[str], VideoInfo]
+    read: Callable[[str, list[int]], np.ndarray]
+    module: str
+
+
+BACKENDS: dict[str, VideoBackend] = {
+    "decord": VideoBackend("decord", _decord_info, _decord_read, "decord"),
+    "pyav": VideoBackend("pyav", _pyav_info, _pyav_read, "av"),
+    "torchcodec": VideoBackend("torchcodec", _torchcodec_info, _torchcodec_read, "torchcodec"),
+}
+
+
+def backend_usable(name: str) -> bool:
+    """Installed *and* importable (torchcodec installs without the FFmpeg libraries it needs)."""
+    module = BACKENDS[name].module
+    if importlib.util.find_spec(module) is None:
+        return False
+    try:
+        __import__(module if name != "torchcodec" else "torchcodec.decoders")
+    except Exception:  # noqa: BLE001 - any import failure means "not usable here"
+        return False
+    return True
+
+
+@cache
+def resolve_backend(name: str = "auto") -> VideoBackend:
+    """Pick the decoder once; log the choice once; an explicit name that can't load is an error."""
+    if name == "auto":
+        for candidate in AUTO_BACKEND_ORDER:
+            if backend_usable(candidate):
+                logger.info("video backend: %s (auto; order %s)", candidate, ", ".join(AUTO_BACKEND_ORDER))
+                return BACKENDS[candidate]
+        raise RuntimeError("no video decoder is usable: install decord or av (PyAV)")
+    if name not in BACKENDS:
+        raise ValueError(f"video_backend: unknown {name!r}; choose auto, {', '.join(BACKENDS)}")
+    if not backend_usable(name):
+        raise RuntimeError(f"video_backend: {name!r} is not installed or cannot load on this machine")
+    logger.info("video backend: %s", name)
+    return BACKENDS[name]
+
+
+def probe_video(path: str | Path, backend: VideoBackend) -> VideoInfo:
+    """Frame count, fps and size as the decoder sees them; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoDecodeError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(path, "file is empty (0 bytes)")
+    try:
+        info = backend.info(str(path))
+    except Exception as err:
+        raise VideoDecodeError(path, f"unreadable by {backend.name}: {err}") from err
+    if info.total_frames <= 0:
+        raise VideoDecodeError(path, "no video frames")
+    if not math.isfinite(info.fps) or info.fps <= 0:
+        raise VideoDecodeError(path, f"invalid frame rate {info.fps}")
+    return info
+
+
+def load_video(
+    path: str | Path,
+    sampling: FrameSampling,
+    backend: VideoBackend,
+    image_factor: int = QWEN2_IMAGE_FACTOR,
+    rng: np.random.Generator | None = None,
+) -> DecodedVideo:
+    """Probe, sample indices, decode only those frames, resize to multiples of ``image_factor``."""
+    info = probe_video(path, backend)
+    try:
+        indices = sample_frame_indices(info.total_frames, info.fps, sampling, rng)
+    except ValueError as err:
+        raise VideoDecodeError(path, str(err)) from err
+    try:
+        raw = backend.read(str(path), indices)
+    except Exception as err:
+        raise VideoDecodeError(path, f"decoding failed with {backend.name}: {err}") from err
+    frames = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2)  # (T, 3, H, W)
+    size = resized_frame_size(frames.shape[-2], frames.shape[-1], sampling, image_factor)
+    sample_fps = len(indices) / max(info.total_frames, 1) * info.fps
+    return DecodedVideo(resize_frames(frames, size), indices, info, sample_fps)
