@@ -68,3 +68,43 @@ def make_csv(tmp_path):
 def tiny_cache(tmp_path_factory):
     """One tiny-checkpoint cache per test session (each family is built at most once)."""
     return tmp_path_factory.mktemp("tiny_cache")
+
+
+@pytest.fixture(scope="session")
+def synthetic_pairs(tmp_path_factory):
+    """A small synthetic video-pair set (real mp4s), shared by the training tests."""
+    from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
+
+    out = tmp_path_factory.mktemp("synthetic")
+    return generate_video_pairs(SyntheticVideoConfig(out_dir=out, num_train=16, num_test=8, seed=0)).out_dir
+
+
+def tiny_run_values(checkpoint, data_dir, output_dir, **overrides) -> dict:
+    """Config values of a short CPU run on the tiny model (override any key)."""
+    values = {
+        "model_name_or_path": str(checkpoint),
+        "torch_dtype": "float32",
+        "meta_data": str(data_dir / "train.csv"),
+        "meta_data_test": str(data_dir / "test.csv"),
+        "data_dir": str(data_dir),
+        "eval_dim": ["VQ", "MQ", "TA"],
+        "num_frames": 4,
+        "min_frame_pixels": 56 * 56,
+        "max_frame_pixels": 56 * 56,
+        "prompt_template_type": "none",
+        "video_backend": "pyav",
+        "output_dir": str(output_dir),
+        "use_cpu": True,
+        "report_to": "none",
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 8,
+        "learning_rate": 1e-3,
+        "max_steps": 3,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "seed": 0,
+        "disable_tqdm": True,
+    }
+    values.update(overrides)
+    return values

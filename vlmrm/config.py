@@ -79,6 +79,9 @@ class ModelConfig:
         ["lm_head", "rm_head", "embed_tokens"], "Module name fragments never wrapped with LoRA."
     )
     num_lora_modules: int = _opt(-1, "LoRA on the last N matching modules; -1 = all.")
+    init_from: str | None = _opt(
+        None, "Start from an existing vlmrm reward checkpoint (its weights, head and reward tokens)."
+    )
 
     def __post_init__(self) -> None:
         self.lora_namespan_exclude = _as_str_list(self.lora_namespan_exclude, "lora_namespan_exclude")
@@ -100,6 +103,9 @@ class DataConfig:
     prompt_template_type: str = _opt(
         "simple", "Prompt template name (vlmrm.data.templates): none, simple, video_score, detailed, ..."
     )
+    video_position: Literal["before_text", "after_text"] = _opt(
+        "before_text", "Where the video sits in the user turn: before the prompt (VideoAlign) or after it."
+    )
     fps: float = _opt(DEFAULT_VIDEO_FPS, "Frames sampled per second of video (ignored if num_frames is set).")
     num_frames: int | None = _opt(None, "Sample exactly this many frames per video instead of by fps.")
     min_frames: int = _opt(FPS_MIN_FRAMES, "Fewest frames sampled per video when sampling by fps.")
@@ -111,6 +117,9 @@ class DataConfig:
     )
     video_backend: Literal["auto", "decord", "pyav", "torchcodec"] = _opt(
         "auto", "Video decoder; auto = torchcodec if it works, else decord, else PyAV."
+    )
+    cache_videos_in_memory: bool = _opt(
+        False, "Keep decoded frames in RAM after first use (small data sets; uniform sampling only)."
     )
     min_pixels: int | None = _opt(None, "Min pixels of an image input (images only).")
     max_pixels: int | None = _opt(None, "Max pixels of an image input (images only).")
@@ -141,10 +150,15 @@ class RewardTrainingArguments(TrainingArguments):
         "btt", "bt: Bradley-Terry; btt: BT with ties (Rao-Kupper); margin: BT with a margin; reg: MSE."
     )
     tie_k: float = _opt(5.0, "Rao-Kupper tie parameter k > 1 of the btt loss.")
+    learn_tie_k: bool = _opt(False, "btt: learn one k > 1 per dimension (starting at tie_k).")
     margin: float = _opt(0.5, "Fixed margin m of the margin loss.")
     merger_lr: float | None = _opt(None, "Learning rate of the merger; unset = learning_rate.")
     vision_lr: float | None = _opt(None, "Learning rate of the vision tower; unset = learning_rate.")
     special_token_lr: float | None = _opt(None, "Learning rate of the reward-token embeddings.")
+    head_lr: float | None = _opt(None, "Learning rate of the reward head; unset = learning_rate.")
+    merge_pair_forward: bool = _opt(
+        True, "Run both videos of each pair through one forward (pad to a common length, split after)."
+    )
     logging_epochs: float | None = _opt(
         None, "Log every this fraction of an epoch (overrides logging_steps)."
     )
@@ -155,8 +169,15 @@ class RewardTrainingArguments(TrainingArguments):
         None, "Max tokens per sequence (guards against OOM).", aliases=["max_seq_length"]
     )
     remove_unused_columns: bool = _opt(False, "Kept False: the collator needs every dataset field.")
+    warmup_ratio: float | None = _opt(
+        None, "Warm-up as a fraction of all steps (transformers 5 takes it as a float warmup_steps < 1)."
+    )
 
     def __post_init__(self) -> None:
+        if self.warmup_ratio is not None:
+            if not 0 <= self.warmup_ratio < 1:
+                raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+            self.warmup_steps = self.warmup_ratio
         if self.tie_k <= 1:
             raise ConfigError(f"tie_k: the Rao-Kupper parameter must be > 1, got {self.tie_k}")
         for name in ("logging_epochs", "eval_epochs", "save_epochs"):

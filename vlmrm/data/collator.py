@@ -44,21 +44,16 @@ class VideoPairCollator:
     eval_dim: list[str]
     template_type: str = "simple"
     max_length: int | None = None
+    video_position: str = "before_text"
 
     def __post_init__(self) -> None:
         check_template(self.template_type)
 
     def chat_text(self, prompt: str) -> str:
         """One user turn holding the video and the templated prompt, ready for generation."""
-        messages = [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "video"},
-                    {"type": "text", "text": build_prompt(prompt, self.eval_dim, self.template_type)},
-                ],
-            }
-        ]
+        text = {"type": "text", "text": build_prompt(prompt, self.eval_dim, self.template_type)}
+        content = [{"type": "video"}, text] if self.video_position == "before_text" else [text, {"type": "video"}]
+        messages = [{"role": "user", "content": content}]
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
@@ -99,3 +94,31 @@ class VideoPairCollator:
                 f"sequence longer than max_length={self.max_length} ({details}); lower fps / "
                 "max_frame_pixels or raise max_length"
             )
+
+
+ROW_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "second_per_grid_ts")
+VISUAL_KEYS = {"video_grid_thw": "pixel_values_videos", "image_grid_thw": "pixel_values"}
+
+
+def split_pair_batch(batch: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """Split a collated pair batch into its A half and its B half (two model batches).
+
+    Rows split at B; the flat patch tensors split after the patches of the first B visuals
+    (patches per visual = t * h * w of its grid).
+    """
+    pairs = batch["input_ids"].shape[0] // len(PAIR_SIDES)
+    halves: tuple[dict, dict] = ({}, {})
+    for key in ROW_KEYS:
+        if key in batch:
+            halves[0][key], halves[1][key] = batch[key][:pairs], batch[key][pairs:]
+    for grid_key, pixel_key in VISUAL_KEYS.items():
+        if grid_key not in batch:
+            continue
+        grid = batch[grid_key]
+        first_patches = int(grid[:pairs].prod(dim=1).sum())
+        halves[0][grid_key], halves[1][grid_key] = grid[:pairs], grid[pairs:]
+        halves[0][pixel_key], halves[1][pixel_key] = (
+            batch[pixel_key][:first_patches],
+            batch[pixel_key][first_patches:],
+        )
+    return halves

@@ -218,13 +218,19 @@ class VideoPairDataset(Dataset):
         backend: VideoBackend,
         image_factor: int = QWEN2_IMAGE_FACTOR,
         seed: int = 0,
+        cache_in_memory: bool = False,
     ):
+        if cache_in_memory and sampling.sample_type != "uniform":
+            raise ValueError(
+                "cache_videos_in_memory needs sample_type: uniform (random sampling differs per epoch)"
+            )
         self.table = table
         self.sampling = sampling
         self.backend = backend
         self.image_factor = image_factor
         self.seed = seed
         self.epoch = 0
+        self._memory: dict[Path, object] | None = {} if cache_in_memory else None
 
     def __len__(self) -> int:
         return len(self.table.pairs)
@@ -237,8 +243,7 @@ class VideoPairDataset(Dataset):
         pair = self.table.pairs[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         videos = {
-            f"video_{side}": load_video(path, self.sampling, self.backend, self.image_factor, rng)
-            for side, path in (("A", pair.path_a), ("B", pair.path_b))
+            f"video_{side}": self._load(path, rng) for side, path in (("A", pair.path_a), ("B", pair.path_b))
         }
         return {
             **videos,
@@ -246,3 +251,10 @@ class VideoPairDataset(Dataset):
             "labels": torch.tensor(pair.labels, dtype=torch.float32),
             "pair_id": pair.row,
         }
+
+    def _load(self, path: Path, rng: np.random.Generator):
+        if self._memory is None:
+            return load_video(path, self.sampling, self.backend, self.image_factor, rng)
+        if path not in self._memory:
+            self._memory[path] = load_video(path, self.sampling, self.backend, self.image_factor, rng)
+        return self._memory[path]

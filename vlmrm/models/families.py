@@ -114,6 +114,8 @@ class ModelFamily:
             the whole clip (frames x height x width, Qwen3-VL) rather than of one frame.
         frame_timestamps: True where the processor writes `<t seconds>` text before each
             temporal patch of a video (Qwen3-VL), so video prompts carry extra text tokens.
+        merger_modules: children of `model.visual` that project vision features into the LLM
+            (trained with `merger_lr`, kept trainable by `tune_merger`).
         tiny: sizes of the random-weight test checkpoint (`vlmrm.tiny`), not of any real model.
     """
 
@@ -129,6 +131,7 @@ class ModelFamily:
     video_size_per_clip: bool
     frame_timestamps: bool
     tiny: TinySpec
+    merger_modules: tuple[str, ...] = ("merger",)
     spatial_merge_size: int = SPATIAL_MERGE_SIZE
     temporal_patch_size: int = TEMPORAL_PATCH_SIZE
 
@@ -218,6 +221,8 @@ FAMILIES: dict[str, ModelFamily] = {
         image_std=tuple(IMAGENET_STANDARD_STD),
         video_size_per_clip=True,
         frame_timestamps=True,
+        # DeepStack feeds features of intermediate ViT blocks into the LLM through extra mergers.
+        merger_modules=("merger", "deepstack_merger_list"),
         tiny=TinySpec(
             chat_template=QWEN3_VL_CHAT_TEMPLATE,
             vision_kwargs=MappingProxyType(

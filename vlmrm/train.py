@@ -1,0 +1,162 @@
+"""One reward-model training run from a parsed :class:`vlmrm.config.RunConfig`.
+
+Order matters for users: config and data are checked (every CSV problem, every video) before
+the model is loaded, so a typo costs seconds, not a cluster allocation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from transformers import TrainerCallback, set_seed
+from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
+
+from vlmrm.config import ConfigError, RunConfig
+from vlmrm.data.collator import VideoPairCollator, frame_factor
+from vlmrm.data.validate import validate_run_data
+from vlmrm.data.video import FrameSampling, resolve_backend
+from vlmrm.data.video_pairs import VideoPairDataset, read_video_pair_csv
+from vlmrm.models.builder import build_reward_model, merge_adapter
+from vlmrm.models.families import family_for
+from vlmrm.models.trainable import configure_trainable, parameter_summary
+from vlmrm.trainer import EpochSetterCallback, RewardTrainer
+
+logger = logging.getLogger(__name__)
+
+FINAL_METRICS_FILE = "eval_results.json"
+FULL_MODEL_DIR = "full_model"
+RESUME_LATEST = {"latest", "true", "True"}
+
+
+def check_run_config(cfg: RunConfig) -> None:
+    """Checks that need the whole run (beyond the dataclass checks), before anything loads."""
+    if not cfg.model.model_name_or_path:
+        raise ConfigError("model_name_or_path: required")
+    if not cfg.data.meta_data:
+        raise ConfigError("meta_data: required (the training CSV)")
+    if cfg.training.loss_type == "reg":
+        raise ConfigError("loss_type 'reg' needs numeric scores; CSV video pairs carry A/B/same labels only")
+    if cfg.model.reward_token == "special" and cfg.data.prompt_template_type != "detailed_special":
+        from vlmrm.data.templates import build_prompt, reward_token
+
+        text = build_prompt("x", cfg.data.eval_dim, cfg.data.prompt_template_type)
+        if not all(reward_token(d) in text for d in cfg.data.eval_dim):
+            raise ConfigError(
+                f"reward_token 'special': template {cfg.data.prompt_template_type!r} does not write the reward "
+                "tokens; use prompt_template_type: detailed_special"
+            )
+
+
+def steps_per_epoch(num_pairs: int, args) -> int:
+    """Optimizer steps per epoch as HF Trainer counts them: ceil(N / (batch x world)) // accumulation."""
+    batches = math.ceil(num_pairs / (args.per_device_train_batch_size * max(1, args.world_size)))
+    return max(1, batches // args.gradient_accumulation_steps)
+
+
+def apply_epoch_intervals(args, num_pairs: int) -> None:
+    """``logging_epochs`` / ``eval_epochs`` / ``save_epochs`` (fractions of an epoch) -> step intervals."""
+    per_epoch = steps_per_epoch(num_pairs, args)
+    for fraction_name, steps_name, strategy_name in (
+        ("logging_epochs", "logging_steps", "logging_strategy"),
+        ("eval_epochs", "eval_steps", "eval_strategy"),
+        ("save_epochs", "save_steps", "save_strategy"),
+    ):
+        fraction = getattr(args, fraction_name)
+        if fraction is not None:
+            setattr(args, steps_name, max(1, round(fraction * per_epoch)))
+            setattr(args, strategy_name, IntervalStrategy.STEPS)
+    logger.info(
+        "steps per epoch: %d (logging every %s, eval every %s, save every %s steps)",
+        per_epoch,
+        args.logging_steps,
+        args.eval_steps,
+        args.save_steps,
+    )
+
+
+def build_datasets(cfg: RunConfig, processor):
+    data = cfg.data
+    sampling = FrameSampling.from_data_config(data)
+    backend = resolve_backend(data.video_backend)
+    factor = frame_factor(processor)
+
+    def dataset(csv_path):
+        table = read_video_pair_csv(csv_path, data.eval_dim, data.data_dir, data.use_tied_data)
+        return VideoPairDataset(
+            table, sampling, backend, factor, cfg.training.seed, data.cache_videos_in_memory
+        )
+
+    return dataset(data.meta_data), dataset(data.meta_data_test) if data.meta_data_test else None
+
+
+class SaveRewardConfigCallback(TrainerCallback):
+    """Adapter checkpoints hold no config.json; write the backbone config + reward spec beside them."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir() and not (folder / "config.json").is_file():
+                self.config.save_pretrained(folder)
+
+
+def resolve_resume(value: str | None, output_dir: str) -> str | bool | None:
+    if value in RESUME_LATEST:
+        return get_last_checkpoint(output_dir) or None
+    return value
+
+
+def run_training(cfg: RunConfig) -> dict:
+    """Validate, build, train, save, evaluate. Returns the final evaluation metrics."""
+    check_run_config(cfg)
+    validate_run_data(cfg)
+    args = cfg.training
+    set_seed(args.seed)
+    model, processor = build_reward_model(cfg.model, cfg.data, args)
+    family = family_for(model.config)
+    spec = model.reward_spec
+    backbone_config = model.config
+    model = configure_trainable(
+        model, cfg.model, family, spec.reward_token_ids if cfg.model.use_special_tokens else []
+    )
+    if args.gradient_checkpointing:
+        args.gradient_checkpointing_kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+    logger.info("parameters:\n%s", parameter_summary(model, family))
+
+    train_dataset, eval_dataset = build_datasets(cfg, processor)
+    apply_epoch_intervals(args, len(train_dataset))
+    if eval_dataset is None:
+        args.eval_strategy = IntervalStrategy.NO
+    collator = VideoPairCollator(
+        processor, cfg.data.eval_dim, cfg.data.prompt_template_type, args.max_length, cfg.data.video_position
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=[EpochSetterCallback(train_dataset), SaveRewardConfigCallback(backbone_config)],
+        eval_dim=cfg.data.eval_dim,
+        family=family,
+        frozen_llm=cfg.model.freeze_llm or cfg.model.lora_enable,
+    )
+    trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, args.output_dir))
+    trainer.save_model(args.output_dir)
+    metrics = trainer.evaluate() if eval_dataset is not None else {}
+    if trainer.is_world_process_zero():
+        if not (Path(args.output_dir) / "config.json").is_file():
+            backbone_config.save_pretrained(args.output_dir)
+        if args.save_full_model and cfg.model.lora_enable:
+            merge_adapter(trainer.accelerator.unwrap_model(trainer.model)).save_pretrained(
+                Path(args.output_dir) / FULL_MODEL_DIR
+            )
+            processor.save_pretrained(Path(args.output_dir) / FULL_MODEL_DIR)
+        (Path(args.output_dir) / FINAL_METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

@@ -1,0 +1,163 @@
+"""``RewardTrainer``: HF ``Trainer`` with the pair loss, per-dimension logging and LR groups.
+
+Only the narrow hooks are overridden (``compute_loss``, ``prediction_step``, ``create_optimizer``,
+``log``), as TRL's RewardTrainer does; training, checkpointing, DeepSpeed and DDP stay Trainer's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback
+
+from vlmrm.data.collator import split_pair_batch
+from vlmrm.losses import pair_loss, preference_accuracy
+from vlmrm.metrics import preference_metrics
+from vlmrm.models.families import ModelFamily
+from vlmrm.models.trainable import optimizer_param_groups
+
+logger = logging.getLogger(__name__)
+
+NON_MODEL_KEYS = ("labels", "pair_ids", "margin")
+
+
+class RewardTrainer(Trainer):
+    """Trains a reward model on collated pair batches (see ``vlmrm.data.collator``).
+
+    Args:
+        eval_dim: names of the reward dimensions (for metric names).
+        family: the backbone's row of the family table (for parameter groups).
+        frozen_llm: reward-token rows of a frozen LLM train at ``special_token_lr``, no decay.
+    """
+
+    def __init__(self, *args, eval_dim: list[str], family: ModelFamily, frozen_llm: bool, **kwargs):
+        kwargs.setdefault("compute_metrics", self._compute_metrics)
+        super().__init__(*args, **kwargs)
+        self.eval_dim = list(eval_dim)
+        self.family = family
+        self.frozen_llm = frozen_llm
+        self._sums: dict[str, dict[str, torch.Tensor]] = {
+            "train": defaultdict(float),
+            "eval": defaultdict(float),
+        }
+
+    # --- loss ---------------------------------------------------------------------------------
+
+    def pair_rewards(self, model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]:
+        """(B, D) rewards of the A videos and of the B videos, and the tie k: one merged forward or two."""
+        model_inputs = {k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS}
+        if self.args.merge_pair_forward:
+            outputs = model(**model_inputs)
+            rewards_a, rewards_b = outputs.rewards.chunk(2, dim=0)  # (2B, D) -> 2 x (B, D)
+        else:
+            side_a, side_b = split_pair_batch(model_inputs)
+            outputs = model(**side_a)
+            rewards_a, rewards_b = outputs.rewards, model(**side_b).rewards
+        tie_k = outputs.tie_k if outputs.tie_k is not None else self.args.tie_k
+        return rewards_a, rewards_b, tie_k
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        rewards_a, rewards_b, tie_k = self.pair_rewards(model, inputs)
+        labels = inputs["labels"].to(rewards_a.dtype)
+        margin = inputs.get("margin", self.args.margin)
+        result = pair_loss(self.args.loss_type, rewards_a, rewards_b, labels, tie_k=tie_k, margin=margin)
+        self._record(rewards_a, rewards_b, labels, result)
+        if return_outputs:
+            return result.loss, {"rewards_a": rewards_a, "rewards_b": rewards_b}
+        return result.loss
+
+    @torch.no_grad()
+    def _record(self, rewards_a, rewards_b, labels, result) -> None:
+        """Accumulate per-dimension loss sums and accuracy counts until the next ``log``."""
+        mode = "train" if self.model.training else "eval"
+        accuracy, counts = preference_accuracy(rewards_a, rewards_b, labels)
+        sums = self._sums[mode]
+        for d, dim in enumerate(self.eval_dim):
+            valid = result.num_valid[d].float()
+            sums[f"loss_{dim}:sum"] = (
+                sums[f"loss_{dim}:sum"] + torch.nan_to_num(result.per_dim_loss[d]) * valid
+            )
+            sums[f"loss_{dim}:n"] = sums[f"loss_{dim}:n"] + valid
+            sums[f"accuracy_{dim}:sum"] = (
+                sums[f"accuracy_{dim}:sum"] + torch.nan_to_num(accuracy[d]) * counts[d]
+            )
+            sums[f"accuracy_{dim}:n"] = sums[f"accuracy_{dim}:n"] + counts[d].float()
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """Add the per-dimension means (summed over processes) under the same names in both modes.
+
+        In evaluation ``compute_metrics`` already gives exact accuracies over the whole set; the
+        per-batch means only add what it lacks (the per-dimension losses).
+        """
+        mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+        sums = self._sums[mode]
+        if sums:
+            names = sorted(sums)
+            device = self.accelerator.device
+            totals = torch.stack(
+                [torch.as_tensor(sums[n], dtype=torch.float32, device=device) for n in names]
+            )
+            totals = (
+                self.accelerator.reduce(totals, reduction="sum")
+                if self.accelerator.num_processes > 1
+                else totals
+            )
+            values = dict(zip(names, totals.tolist()))
+            prefix = "eval_" if mode == "eval" else ""
+            for name in sorted({n.rsplit(":", 1)[0] for n in names}):
+                count = values[f"{name}:n"]
+                logs.setdefault(f"{prefix}{name}", values[f"{name}:sum"] / count if count else float("nan"))
+            sums.clear()
+        super().log(logs, *args, **kwargs)
+
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Returns (loss, rewards (B, 2, D) stacked A/B, labels (B, D)) for ``compute_metrics``."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        rewards = torch.stack([outputs["rewards_a"], outputs["rewards_b"]], dim=1)
+        return loss.detach(), rewards, inputs["labels"]
+
+    def _compute_metrics(self, eval_prediction) -> dict[str, float]:
+        rewards = np.asarray(eval_prediction.predictions)  # (N, 2, D)
+        labels = np.asarray(eval_prediction.label_ids)
+        return preference_metrics(rewards[:, 0], rewards[:, 1], labels, self.eval_dim)
+
+    # --- optimizer ----------------------------------------------------------------------------
+
+    def create_optimizer(self, model=None):
+        """AdamW (or ``optim``) over our parameter groups: vision / merger / LLM / head / reward tokens."""
+        if self.optimizer is not None:
+            return self.optimizer
+        model = model if model is not None else self.model
+        decay = set(self.get_decay_parameter_names(model))
+        groups = optimizer_param_groups(model, self.args, self.family, decay, self.frozen_llm)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        optimizer_kwargs.pop("lr", None)
+        self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
+        for group in groups:
+            logger.info(
+                "optimizer group %-13s lr=%g weight_decay=%g params=%d",
+                group["group_name"],
+                group["lr"],
+                group["weight_decay"],
+                sum(p.numel() for p in group["params"]),
+            )
+        return self.optimizer
+
+
+class EpochSetterCallback(TrainerCallback):
+    """Tells the training dataset the epoch, so ``sample_type: random`` draws new frames each epoch."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(int(state.epoch or 0))
