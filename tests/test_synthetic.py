@@ -54,8 +54,7 @@ def test_csv_format_matches_reference(dataset):
         for side in "AB":
             assert row[f"path_{side}"].startswith("videos/") and row[f"path_{side}"].endswith(f"_{side}.mp4")
             assert (dataset.out_dir / row[f"path_{side}"]).is_file()
-        words = row["prompt"].split()
-        assert words[1] in syn.PALETTE and words[2] in syn.SHAPES
+        assert syn.named_colour(row["prompt"]) in syn.PALETTE
 
 
 def test_fps_and_frame_counts_match_decoders(dataset):
@@ -98,7 +97,7 @@ def test_rules_hold_on_decoded_frames(dataset):
         else:
             better, worse = preferred_other(row["MQ"], jitter["A"], jitter["B"])
             assert better < SMOOTH_MAX_JITTER and worse > syn.JITTERY_THRESHOLD
-        named = row["prompt"].split()[1]
+        named = syn.named_colour(row["prompt"])
         matches = {side: colour[side] == named for side in "AB"}
         assert matches == {"A": row["TA"] != "B", "B": row["TA"] != "A"}
 
@@ -165,7 +164,7 @@ def test_clip_properties_follow_labels(tmp_path):
         a, b = plan.clip_a, plan.clip_b
         assert (a.noisy, b.noisy) == bad_property(plan.labels["VQ"], a.noisy)
         assert (a.jittery, b.jittery) == bad_property(plan.labels["MQ"], a.jittery)
-        named = plan.prompt.split()[1]
+        named = syn.named_colour(plan.prompt)
         assert (a.colour != named, b.colour != named) == bad_property(plan.labels["TA"], False)
     ties = [p for p in plans if p.labels["VQ"] == "same"]
     assert {p.clip_a.noisy for p in ties} == {
@@ -238,3 +237,21 @@ def test_default_size_data_set_is_fast(tmp_path):
     assert (
         summary.seconds < 60
     )  # the budget: 200 pairs of 2 s 64x64 clips at 8 fps within a minute on 2 cores
+
+
+@pytest.mark.parametrize(
+    "style, pattern",
+    [
+        ("colour", r"^(red|green|blue|yellow)$"),
+        ("full", r"^a (red|green|blue|yellow) (square|circle) moving "),
+    ],
+)
+def test_prompt_styles(tmp_path, style, pattern):
+    import re
+
+    config = SyntheticVideoConfig(out_dir=tmp_path, num_train=20, num_test=0, prompt_style=style)
+    plans = syn.plan_split(config, "train")
+    assert all(re.match(pattern, plan.prompt) for plan in plans)
+    assert all(
+        syn.named_colour(plan.prompt) == plan.clip_a.colour or plan.labels["TA"] == "B" for plan in plans
+    )

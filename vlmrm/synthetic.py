@@ -77,6 +77,7 @@ class SyntheticVideoConfig:
     tie_fraction: float = 0.15
     seed: int = 0
     codec: Literal["mpeg4", "h264"] = "mpeg4"
+    prompt_style: Literal["colour", "full"] = "colour"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -154,7 +155,24 @@ def _binary_property(label: str, rng: np.random.Generator) -> tuple[bool, bool]:
     return bad, bad
 
 
-def plan_pair(split: str, index: int, rng: np.random.Generator, tie_fraction: float) -> PairPlan:
+PROMPT_STYLES = {
+    "colour": "{colour}",
+    "full": "a {colour} {shape} moving {direction}",
+}
+"""Prompt text per style. ``colour`` (default) names only the colour: a sub-million-parameter model
+learns the colour-word <-> pixels binding from it in a few hundred steps, while with the full
+sentence it memorises each clip's shape/direction context instead (measured: chance-level held-out
+TA after 3 epochs of 3000 pairs). ``full`` is the descriptive sentence for larger models."""
+
+
+def named_colour(prompt: str) -> str:
+    """The palette colour a prompt names (every style names exactly one)."""
+    return next(word for word in prompt.split() if word in PALETTE)
+
+
+def plan_pair(
+    split: str, index: int, rng: np.random.Generator, tie_fraction: float, prompt_style: str = "colour"
+) -> PairPlan:
     """Draw labels, then the clip properties they imply, plus the shared scene; no pixels."""
     labels = draw_labels(rng, tie_fraction)
     noisy_a, noisy_b = _binary_property(labels["VQ"], rng)
@@ -167,7 +185,7 @@ def plan_pair(split: str, index: int, rng: np.random.Generator, tie_fraction: fl
     return PairPlan(
         split=split,
         index=index,
-        prompt=f"a {named} {shape} moving {direction}",
+        prompt=PROMPT_STYLES[prompt_style].format(colour=named, shape=shape, direction=direction),
         shape=shape,
         direction=direction,
         lane=float(rng.random()),
@@ -186,7 +204,7 @@ def plan_split(config: SyntheticVideoConfig, split: Literal["train", "test"]) ->
     """All pair plans of one split; pure and cheap, so label statistics are testable without video."""
     count = config.num_train if split == "train" else config.num_test
     seeds = (_split_seed(config.seed, split, i) for i in range(count))
-    return [plan_pair(split, i, rng, config.tie_fraction) for i, rng in enumerate(seeds)]
+    return [plan_pair(split, i, rng, config.tie_fraction, config.prompt_style) for i, rng in enumerate(seeds)]
 
 
 def _trajectory(
@@ -380,6 +398,12 @@ def parse_args(argv: list[str] | None = None) -> SyntheticVideoConfig:
     parser.add_argument("--tie_fraction", type=float, default=defaults.tie_fraction, help="P(same) per dim")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     parser.add_argument("--codec", choices=sorted(CODEC_SETTINGS), default=defaults.codec, help="video codec")
+    parser.add_argument(
+        "--prompt_style",
+        choices=sorted(PROMPT_STYLES),
+        default=defaults.prompt_style,
+        help="colour: the colour word alone (learnable by tiny models); full: a sentence",
+    )
     args = vars(parser.parse_args(argv))
     return SyntheticVideoConfig(out_dir=args.pop("out"), **args)
 

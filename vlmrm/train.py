@@ -16,6 +16,7 @@ from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from vlmrm.config import ConfigError, RunConfig
 from vlmrm.data.collator import VideoPairCollator, frame_factor
+from vlmrm.data.templates import build_prompt, reward_token
 from vlmrm.data.validate import validate_run_data
 from vlmrm.data.video import FrameSampling, resolve_backend
 from vlmrm.data.video_pairs import VideoPairDataset, read_video_pair_csv
@@ -39,14 +40,12 @@ def check_run_config(cfg: RunConfig) -> None:
         raise ConfigError("meta_data: required (the training CSV)")
     if cfg.training.loss_type == "reg":
         raise ConfigError("loss_type 'reg' needs numeric scores; CSV video pairs carry A/B/same labels only")
-    if cfg.model.reward_token == "special" and cfg.data.prompt_template_type != "detailed_special":
-        from vlmrm.data.templates import build_prompt, reward_token
-
+    if cfg.model.reward_token == "special":
         text = build_prompt("x", cfg.data.eval_dim, cfg.data.prompt_template_type)
         if not all(reward_token(d) in text for d in cfg.data.eval_dim):
             raise ConfigError(
                 f"reward_token 'special': template {cfg.data.prompt_template_type!r} does not write the reward "
-                "tokens; use prompt_template_type: detailed_special"
+                "tokens; use prompt_template_type: detailed_special or simple_special"
             )
 
 

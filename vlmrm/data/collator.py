@@ -52,7 +52,9 @@ class VideoPairCollator:
     def chat_text(self, prompt: str) -> str:
         """One user turn holding the video and the templated prompt, ready for generation."""
         text = {"type": "text", "text": build_prompt(prompt, self.eval_dim, self.template_type)}
-        content = [{"type": "video"}, text] if self.video_position == "before_text" else [text, {"type": "video"}]
+        content = (
+            [{"type": "video"}, text] if self.video_position == "before_text" else [text, {"type": "video"}]
+        )
         messages = [{"role": "user", "content": content}]
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

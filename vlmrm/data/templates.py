@@ -5,7 +5,8 @@ prompt and the evaluated dimensions). A user adds one with :func:`register_templ
 own code; the dataset and collator only ever call :func:`build_prompt`.
 
 Template names follow VideoAlign (``none``, ``simple``, ``video_score``, ``detailed``,
-``detailed_special``). Unlike VideoAlign's, none of them assumes the three dimensions VQ/MQ/TA:
+``detailed_special``), plus ``simple_special``: the prompt and one short rating line per dimension
+ending in its reward token (a short sequence for small models and long videos). Unlike VideoAlign's, none of them assumes the three dimensions VQ/MQ/TA:
 any ``eval_dim`` list works, with a generic description for names not in
 :data:`DIMENSION_DESCRIPTIONS`.
 """
@@ -83,6 +84,12 @@ def _detailed(prompt: str, dimensions: list[str]) -> str:
     )
 
 
+def _simple_special(prompt: str, dimensions: list[str]) -> str:
+    """No quotes around the prompt: after a space a word is one BPE token more often than after ``"``."""
+    ratings = "\n".join(f"{describe(dim)[0]}: {reward_token(dim)}" for dim in dimensions)
+    return f"Prompt: {prompt}\n{ratings}"
+
+
 def _detailed_special(prompt: str, dimensions: list[str]) -> str:
     names = ", ".join(describe(d)[0] for d in dimensions)
     return (
@@ -98,6 +105,7 @@ PROMPT_TEMPLATES: dict[str, TemplateFn] = {
     "video_score": _video_score,
     "detailed": _detailed,
     "detailed_special": _detailed_special,
+    "simple_special": _simple_special,
 }
 
 
