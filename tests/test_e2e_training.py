@@ -66,7 +66,6 @@ def rewards_on_test_batch(checkpoint: Path, values: dict) -> torch.Tensor:
     [
         ("ddp", None, 29531),
         ("zero2", "ds_config/zero2.json", 29532),
-        ("zero3", "ds_config/zero3.json", 29533),
     ],
 )
 def test_two_process_training_writes_a_loadable_checkpoint(
