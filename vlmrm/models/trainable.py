@@ -122,13 +122,18 @@ def configure_trainable(model, model_cfg, family: ModelFamily, reward_token_ids:
     return model
 
 
-def _group_lr(group: str, name: str, args) -> float:
-    base = args.learning_rate
-    if "trainable_tokens" in name or (group == "embedding" and args.special_token_lr is not None):
-        return args.special_token_lr if args.special_token_lr is not None else base
-    rates = {"vision": args.vision_lr, "merger": args.merger_lr, "head": args.head_lr}
-    rate = rates.get(group)
-    return base if rate is None else rate
+GROUP_LR_FIELDS = {
+    "vision": "vision_lr",
+    "merger": "merger_lr",
+    "head": "head_lr",
+    "reward_tokens": "special_token_lr",
+}
+"""Optimizer group -> the training argument holding its learning rate (unset = ``learning_rate``)."""
+
+
+def _learning_rate(label: str, args) -> float:
+    rate = getattr(args, GROUP_LR_FIELDS[label]) if label in GROUP_LR_FIELDS else None
+    return args.learning_rate if rate is None else rate
 
 
 def optimizer_param_groups(
@@ -145,10 +150,9 @@ def optimizer_param_groups(
             continue
         group = module_group(name, family)
         special_rows = "trainable_tokens" in name or (group == "embedding" and frozen_llm)
-        lr = _group_lr(group, name, args) if (group != "embedding" or special_rows) else args.learning_rate
-        decay = 0.0 if special_rows or name not in decay_names else args.weight_decay
         label = "reward_tokens" if special_rows else group
-        buckets[(label, lr, decay)].append(param)
+        decay = 0.0 if special_rows or name not in decay_names else args.weight_decay
+        buckets[(label, _learning_rate(label, args), decay)].append(param)
     return [
         {"params": params, "lr": lr, "weight_decay": decay, "group_name": label}
         for (label, lr, decay), params in buckets.items()
