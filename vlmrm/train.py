@@ -110,12 +110,28 @@ def resolve_resume(value: str | None, output_dir: str) -> str | bool | None:
     return value
 
 
+def init_deepspeed_comm(args) -> None:
+    """Make DeepSpeed's communication layer see the process group before the model is built.
+
+    Under ZeRO-3 ``from_pretrained`` builds the model inside ``deepspeed.zero.Init``, whose config
+    check reads the world size from ``deepspeed.comm``. On GPUs Accelerate initialises it; on CPU
+    (``use_cpu``, gloo) only ``torch.distributed`` is set up, DeepSpeed then sees world size 1 and
+    rejects the "auto"-filled ``train_batch_size`` (micro x accumulation x real world size).
+    ``init_distributed`` wraps the existing process group, so calling it again is harmless.
+    """
+    if args.deepspeed and args.world_size > 1:
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=args.ddp_backend)
+
+
 def run_training(cfg: RunConfig) -> dict:
     """Validate, build, train, save, evaluate. Returns the final evaluation metrics."""
     check_run_config(cfg)
     validate_run_data(cfg)
     args = cfg.training
     set_seed(args.seed)
+    init_deepspeed_comm(args)
     model, processor = build_reward_model(cfg.model, cfg.data, args)
     family = family_for(model.config)
     spec = model.reward_spec

@@ -12,10 +12,12 @@ from collections import defaultdict
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import _is_peft_model
 
 from vlmrm.data.collator import split_pair_batch
 from vlmrm.losses import pair_loss, preference_accuracy
 from vlmrm.metrics import preference_metrics
+from vlmrm.models.builder import load_saved_weights, saved_weight_files
 from vlmrm.models.families import ModelFamily
 from vlmrm.models.trainable import optimizer_param_groups
 
@@ -129,6 +131,27 @@ class RewardTrainer(Trainer):
         rewards = np.asarray(eval_prediction.predictions)  # (N, 2, D)
         labels = np.asarray(eval_prediction.label_ids)
         return preference_metrics(rewards[:, 0], rewards[:, 1], labels, self.eval_dim)
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def _reloads_full_weights(self, model, folder: str) -> bool:
+        """Trainer's own plain ``load_state_dict`` path, which needs key conversion (see ``load_saved_weights``)."""
+        return not (self.is_deepspeed_enabled or self.is_fsdp_enabled or _is_peft_model(model)) and bool(
+            saved_weight_files(folder)
+        )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        model = model if model is not None else self.model
+        if not self._reloads_full_weights(model, resume_from_checkpoint):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        logger.info("loading model weights from %s", resume_from_checkpoint)
+        load_saved_weights(model, resume_from_checkpoint)
+
+    def _load_best_model(self):
+        if not self._reloads_full_weights(self.model, self.state.best_model_checkpoint):
+            return super()._load_best_model()
+        logger.info("loading best model from %s (score %s)", self.state.best_model_checkpoint, self.state.best_metric)
+        load_saved_weights(self.model, self.state.best_model_checkpoint)
 
     # --- optimizer ----------------------------------------------------------------------------
 

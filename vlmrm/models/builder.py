@@ -8,11 +8,18 @@ adapter + head, or one written under DeepSpeed ZeRO-2/3 (Trainer gathers those i
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from transformers import AutoConfig, AutoProcessor, ProcessorMixin
+from transformers.conversion_mapping import get_model_conversion_mapping
+from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+from transformers.integrations import is_deepspeed_zero3_enabled
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from vlmrm.data.templates import reward_token
 from vlmrm.data.video import FrameSampling
@@ -45,15 +52,24 @@ def init_reward_token_rows(model, token_ids: list[int], num_original: int) -> No
     Released Qwen checkpoints have spare embedding rows beyond the tokenizer (151936 vs 151657),
     so the matrix only grows when a new id does not fit; it never shrinks.
     """
-    embeddings = model.get_input_embeddings()
     needed = max(token_ids) + 1
-    if needed > embeddings.weight.shape[0]:
+    if needed > model.config.get_text_config().vocab_size:
         model.resize_token_embeddings(needed, mean_resizing=False)
-        embeddings = model.get_input_embeddings()
-    with torch.no_grad():
+    embeddings = model.get_input_embeddings()
+    with torch.no_grad(), gathered_for_update(embeddings.weight):
         mean = embeddings.weight[:num_original].float().mean(dim=0)
         for token_id in token_ids:
             embeddings.weight[token_id] = mean.to(embeddings.weight.dtype)
+
+
+def gathered_for_update(parameter):
+    """Under ZeRO-3 a parameter is partitioned across ranks (local shape 0): gather it to edit it on
+    rank 0, DeepSpeed re-partitions and broadcasts on exit. A no-op otherwise."""
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters([parameter], modifier_rank=0)
 
 
 def build_spec(model_cfg, data_cfg, training_args, reward_token_ids: list[int]) -> RewardSpec:
@@ -110,6 +126,52 @@ def load_reward_weights(model, checkpoint: str | Path) -> None:
             f"unexpected {unexpected[:5]})"
         )
     logger.info("initialised from reward checkpoint %s", checkpoint)
+
+
+def saved_weight_files(folder: str | Path) -> list[Path]:
+    """The safetensors files of a full-model checkpoint (one file or the shards of an index); [] if none."""
+    folder = Path(folder)
+    if (folder / SAFE_WEIGHTS_NAME).is_file():
+        return [folder / SAFE_WEIGHTS_NAME]
+    index = folder / SAFE_WEIGHTS_INDEX_NAME
+    if index.is_file():
+        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return []
+
+
+def load_saved_weights(model, folder: str | Path) -> None:
+    """Load a full checkpoint written by ``save_pretrained`` into an existing ``model``, strictly.
+
+    Why not ``load_state_dict(load_file(...))`` as HF Trainer does when it resumes or loads the
+    best model: transformers 5 saves Qwen-VL weights in the released key layout
+    (``model.layers.*``, ``visual.*``) and renames them only inside ``from_pretrained``; a plain
+    load then matches no backbone key and silently keeps the current weights. Here every key goes
+    through the model's own conversion mapping first, as ``from_pretrained`` does.
+    """
+    files = saved_weight_files(folder)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no {SAFE_WEIGHTS_NAME} or {SAFE_WEIGHTS_INDEX_NAME}")
+    transforms = get_model_conversion_mapping(model)
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    state = {}
+    for file in files:
+        for key, tensor in load_file(file, device="cpu").items():
+            state[rename_source_key(key, renamings, converters)[0]] = tensor
+    expected = model.state_dict()
+    tied = {k for k in expected if k not in state and _is_tied(model, k)}
+    missing = sorted(set(expected) - set(state) - tied)
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{folder}: checkpoint does not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def _is_tied(model, key: str) -> bool:
+    """Tied weights (e.g. ``lm_head.weight`` = embeddings) are saved once; the copy may be absent."""
+    return key in model.get_expanded_tied_weights_keys()
 
 
 def merge_adapter(model):
