@@ -20,8 +20,7 @@ from vlmrm.data.collator import VideoPairCollator
 from vlmrm.models.builder import build_reward_model
 from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
 from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import build_datasets
-from vlmrm.trainer import RewardTrainer
+from vlmrm.train import build_datasets, build_trainer
 
 WARMUP_STEPS = 3
 
@@ -56,26 +55,17 @@ def main() -> None:
     batch = VideoPairCollator(processor, cfg.data.eval_dim, cfg.data.prompt_template_type)(
         [train[i] for i in range(args.pairs)]
     )
-    trainer = RewardTrainer(
-        model=model,
-        args=cfg.training,
-        data_collator=None,
-        eval_dim=cfg.data.eval_dim,
-        family=None,
-        frozen_llm=False,
-    )
-    timings = {}
-    for merged in (True, False):
-        trainer.args.merge_pair_forward = merged
-        samples = []
-        for step in range(WARMUP_STEPS + args.repeats):
+    trainer = build_trainer(cfg, model, processor)
+    samples: dict[bool, list[float]] = {True: [], False: []}
+    for step in range(WARMUP_STEPS + args.repeats):
+        for merged in (True, False):  # interleaved, so machine noise hits both ways alike
+            trainer.args.merge_pair_forward = merged
             start = time.perf_counter()
-            loss = trainer.compute_loss(model, batch)
-            loss.backward()
+            trainer.compute_loss(model, batch).backward()
             model.zero_grad(set_to_none=True)
             if step >= WARMUP_STEPS:
-                samples.append(time.perf_counter() - start)
-        timings[merged] = statistics.median(samples)
+                samples[merged].append(time.perf_counter() - start)
+    timings = {merged: statistics.median(values) for merged, values in samples.items()}
     print(f"pairs per step: {args.pairs}, threads: {torch.get_num_threads()}, family: {args.family}")
     print(f"merged forward:   {timings[True] * 1000:.1f} ms / step (median of {args.repeats})")
     print(f"separate forward: {timings[False] * 1000:.1f} ms / step")

@@ -18,10 +18,8 @@ from tests.conftest import tiny_run_values
 from vlmrm.config import parse_config
 from vlmrm.data.collator import VideoPairCollator
 from vlmrm.models.builder import load_reward_model
-from vlmrm.models.families import family_for
 from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import build_datasets, run_training
-from vlmrm.trainer import RewardTrainer
+from vlmrm.train import build_datasets, build_trainer, run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -113,17 +111,7 @@ def test_each_family_trains_and_reloads_bit_identical(family, tiny_cache, synthe
     model, processor = load_reward_model(tmp_path / "out")
     cfg = parse_config(values=values)
     _, test = build_datasets(cfg, processor)
-    trainer = RewardTrainer(
-        model=model,
-        args=cfg.training,
-        eval_dataset=test,
-        processing_class=processor,
-        data_collator=VideoPairCollator(processor, cfg.data.eval_dim, "none"),
-        eval_dim=cfg.data.eval_dim,
-        family=family_for(family),
-        frozen_llm=False,
-    )
-    reloaded = trainer.evaluate()
+    reloaded = build_trainer(cfg, model, processor, eval_dataset=test).evaluate()
     # the reloaded checkpoint reproduces the in-training final evaluation exactly
     for key in ("eval_loss", "eval_accuracy_VQ", "eval_margin_mean_MQ", "eval_margin_mean_TA"):
         assert reloaded[key] == metrics[key], key

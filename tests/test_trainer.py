@@ -7,13 +7,11 @@ import torch
 
 from tests.conftest import tiny_run_values
 from vlmrm.config import parse_config
-from vlmrm.data.collator import VideoPairCollator
 from vlmrm.models.builder import build_reward_model, load_reward_model
 from vlmrm.models.families import family_for
 from vlmrm.models.trainable import configure_trainable, module_group
 from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import apply_epoch_intervals, build_datasets, run_training, steps_per_epoch
-from vlmrm.trainer import RewardTrainer
+from vlmrm.train import apply_epoch_intervals, build_datasets, build_trainer, run_training, steps_per_epoch
 
 
 def make_trainer(tiny_cache, synthetic_pairs, tmp_path, family="qwen2_vl", **overrides):
@@ -25,19 +23,8 @@ def make_trainer(tiny_cache, synthetic_pairs, tmp_path, family="qwen2_vl", **ove
     ids = model.reward_spec.reward_token_ids
     model = configure_trainable(model, cfg.model, family_for(family), ids)
     train, test = build_datasets(cfg, processor)
-    collator = VideoPairCollator(processor, cfg.data.eval_dim, cfg.data.prompt_template_type)
-    trainer = RewardTrainer(
-        model=model,
-        args=cfg.training,
-        train_dataset=train,
-        eval_dataset=test,
-        data_collator=collator,
-        processing_class=processor,
-        eval_dim=cfg.data.eval_dim,
-        family=family_for(family),
-        frozen_llm=cfg.model.freeze_llm or cfg.model.lora_enable,
-    )
-    return cfg, trainer, collator([train[i] for i in range(4)])
+    trainer = build_trainer(cfg, model, processor, train, test)
+    return cfg, trainer, trainer.data_collator([train[i] for i in range(4)])
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
@@ -167,15 +154,5 @@ def test_lora_special_tokens_run_saves_adapter_that_reloads(tiny_cache, syntheti
     # the reloaded adapter model reproduces the final evaluation loss exactly
     cfg = parse_config(values=values)
     _train, test = build_datasets(cfg, processor)
-    collator = VideoPairCollator(processor, cfg.data.eval_dim, cfg.data.prompt_template_type)
-    trainer = RewardTrainer(
-        model=model,
-        args=cfg.training,
-        eval_dataset=test,
-        data_collator=collator,
-        processing_class=processor,
-        eval_dim=cfg.data.eval_dim,
-        family=family_for("qwen2_vl"),
-        frozen_llm=True,
-    )
+    trainer = build_trainer(cfg, model, processor, eval_dataset=test)
     assert trainer.evaluate()["eval_loss"] == pytest.approx(metrics["eval_loss"], abs=1e-5)

@@ -125,6 +125,25 @@ def init_deepspeed_comm(args) -> None:
         deepspeed.init_distributed(dist_backend=args.ddp_backend)
 
 
+def build_trainer(cfg: RunConfig, model, processor, train_dataset=None, eval_dataset=None, callbacks=()):
+    """The ``RewardTrainer`` of a run: training, or evaluating a loaded checkpoint with the same metrics."""
+    collator = VideoPairCollator(
+        processor, cfg.data.eval_dim, cfg.data.prompt_template_type, cfg.training.max_length, cfg.data.video_position
+    )
+    return RewardTrainer(
+        model=model,
+        args=cfg.training,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=list(callbacks),
+        eval_dim=cfg.data.eval_dim,
+        family=family_for(model.config),
+        frozen_llm=cfg.model.freeze_llm or cfg.model.lora_enable,
+    )
+
+
 def run_training(cfg: RunConfig) -> dict:
     """Validate, build, train, save, evaluate. Returns the final evaluation metrics."""
     check_run_config(cfg)
@@ -147,20 +166,13 @@ def run_training(cfg: RunConfig) -> dict:
     apply_epoch_intervals(args, len(train_dataset))
     if eval_dataset is None:
         args.eval_strategy = IntervalStrategy.NO
-    collator = VideoPairCollator(
-        processor, cfg.data.eval_dim, cfg.data.prompt_template_type, args.max_length, cfg.data.video_position
-    )
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        data_collator=collator,
-        processing_class=processor,
+    trainer = build_trainer(
+        cfg,
+        model,
+        processor,
+        train_dataset,
+        eval_dataset,
         callbacks=[EpochSetterCallback(train_dataset), SaveRewardConfigCallback(backbone_config)],
-        eval_dim=cfg.data.eval_dim,
-        family=family,
-        frozen_llm=cfg.model.freeze_llm or cfg.model.lora_enable,
     )
     trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, args.output_dir))
     trainer.save_model(args.output_dir)
