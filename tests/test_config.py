@@ -61,9 +61,17 @@ def test_bad_config_is_a_clear_error(tmp_path, values, overrides, message):
     assert message in str(err.value)
 
 
-def test_special_tokens_set_output_dim_to_one(tmp_path):
-    path = write_yaml(tmp_path, {"output_dir": "out", "use_special_tokens": True, "reward_token": "special"})
-    assert parse_config(path).model.output_dim == 1
+def test_special_tokens_take_one_shared_or_one_per_dimension_output(tmp_path):
+    special = {
+        "output_dir": "out",
+        "use_special_tokens": True,
+        "reward_token": "special",
+        "eval_dim": ["VQ", "MQ", "TA"],
+    }
+    assert parse_config(write_yaml(tmp_path, special)).model.output_dim == 1
+    assert parse_config(write_yaml(tmp_path, {**special, "output_dim": 3})).model.output_dim == 3
+    with pytest.raises(ConfigError, match="output_dim: 2 does not fit .* expected 1 or 3"):
+        parse_config(write_yaml(tmp_path, {**special, "output_dim": 2}))
 
 
 def test_yaml_never_executes_tags(tmp_path):

@@ -59,7 +59,11 @@ def rewards_on_test_batch(checkpoint: Path, values: dict) -> torch.Tensor:
         return model(**{k: v for k, v in batch.items() if k not in ("labels", "pair_ids")}).rewards
 
 
-SPECIAL_TOKENS = {"use_special_tokens": True, "reward_token": "special", "prompt_template_type": "simple_special"}
+SPECIAL_TOKENS = {
+    "use_special_tokens": True,
+    "reward_token": "special",
+    "prompt_template_type": "simple_special",
+}
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from tests.conftest import tiny_run_values
 from vlmrm.config import parse_config
 from vlmrm.data.collator import VideoPairCollator
 from vlmrm.models.builder import build_reward_model, load_reward_model
-from vlmrm.models.reward_model import RewardSpec, pool_hidden_states
+from vlmrm.models.reward_model import RewardSpec, pool_hidden_states, special_token_rewards
 from vlmrm.tiny import tiny_checkpoint
 from vlmrm.train import build_datasets
 
@@ -87,6 +87,14 @@ def test_special_tokens_one_reward_per_token(tiny_cache, synthetic_pairs, tmp_pa
         assert ((inputs["input_ids"] == token_id).sum(dim=1) == 1).all()
     with torch.no_grad():
         assert model(**inputs).rewards.shape == (4, 3)
+
+
+def test_special_token_rewards_share_one_head_or_read_the_diagonal():
+    outputs = torch.arange(2 * 3 * 3, dtype=torch.float32).view(2, 3, 3)  # (N, D tokens, 3 outputs)
+    # token d reads output d: entries (d, d) of each 3x3 block, i.e. values 0, 4, 8 and 9, 13, 17
+    assert special_token_rewards(outputs).tolist() == [[0.0, 4.0, 8.0], [9.0, 13.0, 17.0]]
+    shared = outputs[..., :1]  # one shared output per token
+    assert special_token_rewards(shared).tolist() == [[0.0, 3.0, 6.0], [9.0, 12.0, 15.0]]
 
 
 def spec(reward_token, ids=()):

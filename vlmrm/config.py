@@ -56,8 +56,8 @@ class ModelConfig:
     )
     output_dim: int | None = _opt(
         None,
-        "Outputs of the reward head. With reward_token=special it is 1 (one token per dimension); "
-        "otherwise it equals len(eval_dim). Unset = derived.",
+        "Outputs of the reward head: len(eval_dim); with reward_token=special 1 (a head shared by the "
+        "dimensions' tokens, default) or len(eval_dim) (token d reads output d). Unset = derived.",
     )
     use_special_tokens: bool = _opt(False, "Add one reward token per dimension, e.g. <|VQ_reward|>.")
     reward_token: Literal["last", "mean", "special"] = _opt(
@@ -206,21 +206,23 @@ def check_cross_fields(model: ModelConfig, data: DataConfig) -> None:
     """Checks that span two dataclasses; fills ``output_dim`` when unset.
 
     Number of rewards = len(eval_dim). With ``reward_token: special`` each dimension reads its own
-    token, so the head has one output; otherwise one position yields all of them.
+    token, through one shared head output (``output_dim: 1``, the default, as in VideoAlign's
+    configs) or its own head row (``output_dim: len(eval_dim)``, VideoAlign's diagonal); otherwise
+    one position yields all of them.
     """
     num_dims = len(data.eval_dim)
     if model.reward_token == "special":
         if not model.use_special_tokens:
             raise ConfigError("reward_token: 'special' needs use_special_tokens: true")
-        expected = 1
+        allowed = sorted({1, num_dims})
     else:
-        expected = num_dims
+        allowed = [num_dims]
     if model.output_dim is None:
-        model.output_dim = expected
-    elif model.output_dim != expected:
+        model.output_dim = allowed[0]
+    elif model.output_dim not in allowed:
         raise ConfigError(
             f"output_dim: {model.output_dim} does not fit reward_token={model.reward_token!r} with "
-            f"{num_dims} eval_dim {data.eval_dim}; expected {expected}"
+            f"{num_dims} eval_dim {data.eval_dim}; expected {' or '.join(map(str, allowed))}"
         )
 
 

@@ -128,7 +128,11 @@ def init_deepspeed_comm(args) -> None:
 def build_trainer(cfg: RunConfig, model, processor, train_dataset=None, eval_dataset=None, callbacks=()):
     """The ``RewardTrainer`` of a run: training, or evaluating a loaded checkpoint with the same metrics."""
     collator = VideoPairCollator(
-        processor, cfg.data.eval_dim, cfg.data.prompt_template_type, cfg.training.max_length, cfg.data.video_position
+        processor,
+        cfg.data.eval_dim,
+        cfg.data.prompt_template_type,
+        cfg.training.max_length,
+        cfg.data.video_position,
     )
     return RewardTrainer(
         model=model,

@@ -150,7 +150,9 @@ class RewardTrainer(Trainer):
     def _load_best_model(self):
         if not self._reloads_full_weights(self.model, self.state.best_model_checkpoint):
             return super()._load_best_model()
-        logger.info("loading best model from %s (score %s)", self.state.best_model_checkpoint, self.state.best_metric)
+        logger.info(
+            "loading best model from %s (score %s)", self.state.best_model_checkpoint, self.state.best_metric
+        )
         load_saved_weights(self.model, self.state.best_model_checkpoint)
 
     # --- optimizer ----------------------------------------------------------------------------

@@ -41,7 +41,8 @@ class RewardSpec:
 
     Args:
         eval_dim: names of the rewards, in output order (1..N dimensions).
-        output_dim: head outputs per pooled position (1 with special tokens, else len(eval_dim)).
+        output_dim: head outputs per pooled position: len(eval_dim), or with special tokens 1 (one
+            shared head) or len(eval_dim) (one head row per dimension, see ``special_token_rewards``).
         reward_token: pooling — ``last`` non-pad token, masked ``mean``, or one ``special`` token
             per dimension.
         reward_token_ids: token id per dimension when ``reward_token == "special"``.
@@ -157,6 +158,19 @@ def pool_hidden_states(
     return torch.stack(pooled, dim=1)
 
 
+def special_token_rewards(outputs: torch.Tensor) -> torch.Tensor:
+    """(N, D, output_dim) head outputs at the D reward tokens -> (N, D) rewards.
+
+    ``output_dim`` 1: one head shared by every token. ``output_dim`` D: VideoAlign's layout, token d
+    reads output d (the diagonal), so each dimension has its own head row; the rows start different,
+    which separates the dimensions' gradients from the first step even though the reward-token
+    embeddings start equal.
+    """
+    if outputs.shape[-1] == 1:
+        return outputs.squeeze(-1)
+    return outputs.diagonal(dim1=1, dim2=2)
+
+
 @dataclass
 class RewardOutput(ModelOutput):
     """``rewards``: (N, D) float32, one scalar per sequence and evaluated dimension;
@@ -223,7 +237,8 @@ class RewardModelMixin:
         rewards, tie_k = self.rm_head(pooled)
         rewards = rewards.float()
         if spec.reward_token == "special":
-            rewards = rewards.squeeze(-1)  # (N, D, 1) -> (N, D)
+            rewards = special_token_rewards(rewards)
+
         return RewardOutput(rewards=rewards, tie_k=tie_k)
 
 
