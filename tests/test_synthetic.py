@@ -187,6 +187,9 @@ def test_measures_match_their_formulas(tmp_path):
 
 
 NEAR_LOSSLESS_ERROR = 3.0  # grey levels (~1% of the range) of mean |decoded - rendered| we call near-lossless
+# BT.601 luma weights: yuv420p keeps luma at full resolution, chroma at a quarter, so the encoder's
+# quality setting shows in luma; chroma also loses detail at the object's edges by design of the format.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 
 @pytest.mark.parametrize("codec", ["mpeg4", "h264"])
@@ -199,7 +202,8 @@ def test_encoding_is_near_lossless(tmp_path, codec):
     )
     syn.write_mp4(tmp_path / "clip.mp4", frames, config.fps, codec)
     decoded = syn.read_frames(tmp_path / "clip.mp4")
-    assert np.abs(decoded.astype(float) - frames).mean() < NEAR_LOSSLESS_ERROR
+    luma_error = np.abs((decoded.astype(float) - frames) @ LUMA_WEIGHTS).mean()
+    assert luma_error < NEAR_LOSSLESS_ERROR
 
 
 def test_palette_is_separable_by_the_object_mask():

@@ -21,12 +21,14 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vlmrm.config import parse_config
 from vlmrm.data.validate import validate_video_pairs
 from vlmrm.data.video import FrameSampling, resolve_backend
 from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
 from vlmrm.tiny import build_tiny_checkpoint, parameter_count
 from vlmrm.train import FINAL_METRICS_FILE
 
+QUICKSTART_CONFIG = Path("training_configs/quickstart_cpu.yaml")
 DEFAULT_ROOT = Path("data/quickstart")
 DEFAULT_OUTPUT = Path("outputs/quickstart")
 DEFAULT_FAMILY = "qwen2_vl"
@@ -80,12 +82,13 @@ def prepare(
     return assets
 
 
-def validate_assets(assets: QuickstartAssets) -> bool:
-    """Validate both CSVs with the same checks training runs; print problems and summaries."""
-    backend = resolve_backend("auto")
+def validate_assets(assets: QuickstartAssets, config: Path = QUICKSTART_CONFIG) -> bool:
+    """Validate both CSVs with the checks and frame sampling of the quickstart's training config."""
+    data = parse_config(config).data
+    sampling, backend = FrameSampling.from_data_config(data), resolve_backend(data.video_backend)
     ok = True
     for csv_path in (assets.train_csv, assets.test_csv):
-        report = validate_video_pairs(csv_path, QUICKSTART_DIMS, sampling=FrameSampling(), backend=backend)
+        report = validate_video_pairs(csv_path, data.eval_dim, sampling=sampling, backend=backend)
         for problem in report.problems:
             print(problem, file=sys.stderr)
         print(json.dumps({"file": str(csv_path), **report.summary}))
