@@ -165,6 +165,11 @@ class RewardTrainingArguments(TrainingArguments):
     eval_epochs: float | None = _opt(None, "Evaluate every this fraction of an epoch (overrides eval_steps).")
     save_epochs: float | None = _opt(None, "Save every this fraction of an epoch (overrides save_steps).")
     save_full_model: bool = _opt(False, "Also save the merged full model, not only adapters/head.")
+    normalization_pairs: int | None = _opt(
+        None,
+        "After training, store each dimension's reward mean/std over this many training pairs (both "
+        "videos) in the checkpoint, for normalised rewards and Overall. None = all pairs, 0 = skip.",
+    )
     max_length: int | None = _opt(
         None, "Max tokens per sequence (guards against OOM).", aliases=["max_seq_length"]
     )
@@ -314,28 +319,36 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def parse_config(
-    path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
-) -> RunConfig:
-    """Parse a YAML file (or a dict) plus ``--key value`` overrides into a :class:`RunConfig`.
+def parse_dataclasses(
+    classes: tuple[type, ...],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    values: dict | None = None,
+) -> tuple:
+    """Parse a YAML file (or a dict) plus ``--key value`` overrides into instances of ``classes``.
 
     Args:
         path: YAML file; its keys are the dataclass field names (or their aliases).
         overrides: command-line tokens, applied after the YAML (last one wins).
         values: a mapping used instead of / on top of the file (tests, programmatic use).
     """
-    table = _key_table()
+    table = _key_table(classes)
     merged: dict[str, Any] = read_yaml(path) if path is not None else {}
     merged.update(values or {})
     source = str(path) if path is not None else "config"
     argv = _yaml_to_argv(merged, table, source)
     overrides = list(overrides or [])
     _check_cli_keys(overrides, table)
-    parser = _RaisingArgumentParser(CONFIG_CLASSES, allow_abbrev=False)
+    parser = _RaisingArgumentParser(classes, allow_abbrev=False)
     try:
-        model, data, training = parser.parse_args_into_dataclasses(
-            args=argv + overrides, look_for_args_file=False
-        )
+        return tuple(parser.parse_args_into_dataclasses(args=argv + overrides, look_for_args_file=False))
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def parse_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
+) -> RunConfig:
+    """A training run's :class:`RunConfig` from YAML / overrides / values (see :func:`parse_dataclasses`)."""
+    model, data, training = parse_dataclasses(CONFIG_CLASSES, path, overrides, values)
     return RunConfig(model=model, data=data, training=training)

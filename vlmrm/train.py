@@ -11,6 +11,8 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
+from torch.utils.data import Subset
 from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
@@ -22,6 +24,7 @@ from vlmrm.data.video import FrameSampling, resolve_backend
 from vlmrm.data.video_pairs import VideoPairDataset, read_video_pair_csv
 from vlmrm.models.builder import build_reward_model, merge_adapter
 from vlmrm.models.families import family_for
+from vlmrm.models.reward_model import attach_spec
 from vlmrm.models.trainable import configure_trainable, parameter_summary
 from vlmrm.trainer import EpochSetterCallback, RewardTrainer
 
@@ -125,27 +128,66 @@ def init_deepspeed_comm(args) -> None:
         deepspeed.init_distributed(dist_backend=args.ddp_backend)
 
 
-def build_trainer(cfg: RunConfig, model, processor, train_dataset=None, eval_dataset=None, callbacks=()):
-    """The ``RewardTrainer`` of a run: training, or evaluating a loaded checkpoint with the same metrics."""
-    collator = VideoPairCollator(
-        processor,
-        cfg.data.eval_dim,
-        cfg.data.prompt_template_type,
-        cfg.training.max_length,
-        cfg.data.video_position,
-    )
+def make_trainer(
+    model,
+    processor,
+    args,
+    eval_dim: list[str],
+    template: str,
+    video_position: str = "before_text",
+    max_length: int | None = None,
+    frozen_llm: bool = False,
+    train_dataset=None,
+    eval_dataset=None,
+    callbacks=(),
+) -> RewardTrainer:
+    """A ``RewardTrainer`` with the pair collator; training and evaluation build it the same way."""
+    collator = VideoPairCollator(processor, eval_dim, template, max_length, video_position)
     return RewardTrainer(
         model=model,
-        args=cfg.training,
+        args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=collator,
         processing_class=processor,
         callbacks=list(callbacks),
-        eval_dim=cfg.data.eval_dim,
+        eval_dim=eval_dim,
         family=family_for(model.config),
-        frozen_llm=cfg.model.freeze_llm or cfg.model.lora_enable,
+        frozen_llm=frozen_llm,
     )
+
+
+def build_trainer(cfg: RunConfig, model, processor, train_dataset=None, eval_dataset=None, callbacks=()):
+    """The ``RewardTrainer`` of a run: training, or evaluating a loaded checkpoint with the same metrics."""
+    return make_trainer(
+        model,
+        processor,
+        cfg.training,
+        cfg.data.eval_dim,
+        cfg.data.prompt_template_type,
+        cfg.data.video_position,
+        cfg.training.max_length,
+        cfg.model.freeze_llm or cfg.model.lora_enable,
+        train_dataset,
+        eval_dataset,
+        callbacks,
+    )
+
+
+def reward_normalization(trainer, dataset, eval_dim: list[str], max_pairs: int | None) -> dict:
+    """Mean and std of each dimension's reward over both videos of the first ``max_pairs`` pairs.
+
+    Stored in the checkpoint (``RewardSpec.normalization``) so inference can return rewards on a
+    common scale and Overall = sum of normalised rewards weighs every dimension alike.
+    """
+    if max_pairs is not None and max_pairs < len(dataset):
+        dataset = Subset(dataset, range(max_pairs))
+    rewards = np.asarray(trainer.predict(dataset, metric_key_prefix="normalization").predictions)
+    rewards = rewards.reshape(-1, len(eval_dim))  # (N, 2, D) -> (2N, D)
+    return {
+        dim: {"mean": float(rewards[:, d].mean()), "std": float(rewards[:, d].std()), "count": len(rewards)}
+        for d, dim in enumerate(eval_dim)
+    }
 
 
 def run_training(cfg: RunConfig) -> dict:
@@ -179,11 +221,16 @@ def run_training(cfg: RunConfig) -> dict:
         callbacks=[EpochSetterCallback(train_dataset), SaveRewardConfigCallback(backbone_config)],
     )
     trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, args.output_dir))
+    if args.normalization_pairs != 0:
+        spec.normalization = reward_normalization(
+            trainer, train_dataset, cfg.data.eval_dim, args.normalization_pairs
+        )
+        attach_spec(backbone_config, spec)
+        logger.info("reward normalisation (training pairs): %s", spec.normalization)
     trainer.save_model(args.output_dir)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
     if trainer.is_world_process_zero():
-        if not (Path(args.output_dir) / "config.json").is_file():
-            backbone_config.save_pretrained(args.output_dir)
+        backbone_config.save_pretrained(args.output_dir)  # adapters have none; full models: same + spec
         if args.save_full_model and cfg.model.lora_enable:
             merge_adapter(trainer.accelerator.unwrap_model(trainer.model)).save_pretrained(
                 Path(args.output_dir) / FULL_MODEL_DIR

@@ -117,6 +117,11 @@ class RewardTrainer(Trainer):
 
     # --- evaluation ---------------------------------------------------------------------------
 
+    def evaluation_loop(self, *args, **kwargs):
+        """Per-dimension eval sums belong to one loop: ``predict`` (no ``log``) leaves none behind."""
+        self._sums["eval"].clear()
+        return super().evaluation_loop(*args, **kwargs)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Returns (loss, rewards (B, 2, D) stacked A/B, labels (B, D)) for ``compute_metrics``."""
         inputs = self._prepare_inputs(inputs)

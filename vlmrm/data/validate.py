@@ -97,7 +97,7 @@ def check_videos(
             info = probe_video(path, backend)
             sampled.append(num_sampled_frames(info.total_frames, info.fps, sampling))
         except (VideoDecodeError, ValueError) as err:
-            reason = err.reason if isinstance(err, VideoDecodeError) else f"{path}: {err}"
+            reason = f"{err.reason}: {err.path}" if isinstance(err, VideoDecodeError) else f"{path}: {err}"
             for line, column, _ in references:
                 problems.append(Problem(file, line, column, reason, kind="bad_video"))
             continue

@@ -83,6 +83,8 @@ def build_spec(model_cfg, data_cfg, training_args, reward_token_ids: list[int]) 
         tie_k=training_args.tie_k,
         learn_tie_k=training_args.learn_tie_k,
         prompt_template_type=data_cfg.prompt_template_type,
+        video_position=data_cfg.video_position,
+        max_length=training_args.max_length,
         base_model_name_or_path=model_cfg.model_name_or_path,
         sampling={**sampling.__dict__, "video_backend": data_cfg.video_backend},
     )
@@ -180,12 +182,18 @@ def merge_adapter(model):
 
 
 def load_reward_model(
-    path: str | Path, dtype: torch.dtype | None = None, attn_implementation: str | None = None
+    path: str | Path,
+    dtype: torch.dtype | None = None,
+    attn_implementation: str | None = None,
+    base_model=None,
+    base_path: str | Path | None = None,
 ):
     """Load any vlmrm reward checkpoint; returns (model, processor) ready for ``model(**batch)``.
 
-    Adapter checkpoints (``adapter_config.json`` present) rebuild the backbone from the spec's
-    ``base_model_name_or_path`` and attach the saved LoRA weights, head and reward-token rows.
+    Adapter checkpoints (``adapter_config.json`` present) rebuild the backbone from ``base_path``
+    (default: the spec's ``base_model_name_or_path``) — or take ``base_model``, an already loaded
+    one, so an evaluation over many adapter checkpoints loads the backbone once — and attach the
+    saved LoRA weights, head and reward-token rows.
     """
     path = Path(path)
     config = AutoConfig.from_pretrained(path)
@@ -201,9 +209,14 @@ def load_reward_model(
         return cls.from_pretrained(path, **kwargs).eval(), processor
     from peft import PeftModel
 
-    base_config = AutoConfig.from_pretrained(spec.base_model_name_or_path)
-    attach_spec(base_config, spec)
-    base = cls.from_pretrained(spec.base_model_name_or_path, config=base_config, **kwargs)
+    base = base_model
+    if base is None:
+        base_path = base_path or spec.base_model_name_or_path
+        base_config = AutoConfig.from_pretrained(base_path)
+        attach_spec(base_config, spec)
+        base = cls.from_pretrained(base_path, config=base_config, **kwargs)
+    else:
+        attach_spec(base.config, spec)
     if spec.reward_token_ids or len(processor.tokenizer) > base.get_input_embeddings().weight.shape[0]:
         needed = max(len(processor.tokenizer), base.get_input_embeddings().weight.shape[0])
         base.resize_token_embeddings(needed, mean_resizing=False)

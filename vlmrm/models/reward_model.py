@@ -47,6 +47,7 @@ class RewardSpec:
             per dimension.
         reward_token_ids: token id per dimension when ``reward_token == "special"``.
         learn_tie_k: learn one Rao-Kupper k > 1 per dimension (parameter ``tie_k_raw``).
+        video_position, max_length: how the collator laid out and bounded each sequence in training.
         base_model_name_or_path: the backbone the reward model was trained from (adapters need it).
         sampling: frame-sampling fields of the data config used in training.
         normalization: per-dimension reward mean/std on the training pairs (set after training).
@@ -60,6 +61,8 @@ class RewardSpec:
     tie_k: float = DEFAULT_TIE_K
     learn_tie_k: bool = False
     prompt_template_type: str = "simple"
+    video_position: str = "before_text"
+    max_length: int | None = None
     base_model_name_or_path: str | None = None
     sampling: dict[str, Any] = field(default_factory=dict)
     normalization: dict[str, dict[str, float]] | None = None

@@ -1,0 +1,196 @@
+"""eval_rm.py / run_eval.sh on tiny-model checkpoints: agreement with in-training eval, adapters,
+broken checkpoints, missing videos, outputs, reward normalisation."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import tiny_run_values
+from vlmrm.config import ConfigError, parse_config
+from vlmrm.evaluate import find_checkpoints, parse_eval_config, run_evaluation
+from vlmrm.models.builder import load_reward_model
+from vlmrm.tiny import tiny_checkpoint
+from vlmrm.train import build_datasets, build_trainer, run_training
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+COMPARED = ("accuracy", "accuracy_with_ties", "tie_eps", "margin_mean")
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tiny_cache, synthetic_pairs, tmp_path_factory):
+    """A full-model run and a LoRA + special-token run, each with checkpoints at steps 2 and 4."""
+    root = tmp_path_factory.mktemp("runs")
+    common = {
+        "max_steps": 4,
+        "save_strategy": "steps",
+        "save_steps": 2,
+        "eval_strategy": "steps",
+        "eval_steps": 4,
+    }
+    checkpoint = tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache)
+    full = tiny_run_values(checkpoint, synthetic_pairs, root / "full", **common)
+    lora = tiny_run_values(
+        checkpoint,
+        synthetic_pairs,
+        root / "lora",
+        lora_enable=True,
+        lora_r=4,
+        lora_alpha=8,
+        use_special_tokens=True,
+        reward_token="special",
+        prompt_template_type="simple_special",
+        **common,
+    )
+    metrics = {
+        name: run_training(parse_config(values=values)) for name, values in (("full", full), ("lora", lora))
+    }
+    return root, metrics, {"full": full, "lora": lora}
+
+
+def eval_values(root: Path, synthetic_pairs: Path, out: Path, **overrides) -> dict:
+    return {
+        "model_dirs": [str(root / "full"), str(root / "lora")],
+        "dataset_path": str(synthetic_pairs / "test.csv"),
+        "data_dir": str(synthetic_pairs),
+        "eval_batch_size": 3,
+        "output_dir": str(out),
+        **overrides,
+    }
+
+
+def test_eval_matches_in_training_eval_and_writes_every_output(trained_runs, synthetic_pairs, tmp_path):
+    root, metrics, _ = trained_runs
+    rows = run_evaluation(parse_eval_config(values=eval_values(root, synthetic_pairs, tmp_path / "eval")))
+    # every checkpoint of both runs plus each final model, three dimensions each
+    assert {(Path(r["model_dir"]).name, r["checkpoint"]) for r in rows} == {
+        ("full", "checkpoint-2"), ("full", "checkpoint-4"), ("full", "full"),
+        ("lora", "checkpoint-2"), ("lora", "checkpoint-4"), ("lora", "lora"),
+    }  # fmt: skip
+    assert len(rows) == 6 * 3 and not any(r["error"] for r in rows)
+    for name in ("full", "lora"):
+        final = [r for r in rows if r["checkpoint"] == name]
+        for row in final:
+            for key in COMPARED:  # the last in-training evaluation, same data: equal to 1e-6
+                assert row[key] == pytest.approx(metrics[name][f"eval_{key}_{row['dimension']}"], abs=1e-6)
+            assert row["count"] == 8 and row["swap_consistency"] == 1.0 and row["step"] == 4
+    out = tmp_path / "eval"
+    with (out / "evaluation_results.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 18
+    results = json.loads((out / "evaluation_results.json").read_text())
+    assert len(results[0]["pairs"]) == 8 and set(results[0]["pairs"][0]["rewards_A"]) == {"VQ", "MQ", "TA"}
+    assert len(list((out / "logs").glob("eval_*.log"))) == 1
+    report = (out / "report.html").read_text()
+    assert "data:image/png;base64," in report and (out / "accuracy_by_checkpoint.png").is_file()
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_adapter_checkpoints_share_one_base_and_match_fresh_loads(trained_runs, synthetic_pairs, tmp_path):
+    root, _, values = trained_runs
+    rows = run_evaluation(
+        parse_eval_config(
+            values=eval_values(root, synthetic_pairs, tmp_path / "eval", swap_check=False, report=False)
+        )
+    )
+    cfg = parse_config(values=values["lora"])
+    for checkpoint in ("checkpoint-2", "lora"):
+        model, processor = load_reward_model(
+            root / "lora" / checkpoint if checkpoint != "lora" else root / "lora"
+        )
+        _, test = build_datasets(cfg, processor)
+        fresh = build_trainer(cfg, model, processor, eval_dataset=test).evaluate()
+        for row in (r for r in rows if r["checkpoint"] == checkpoint and r["model_dir"].endswith("lora")):
+            assert row["margin_mean"] == pytest.approx(
+                fresh[f"eval_margin_mean_{row['dimension']}"], abs=1e-6
+            )
+
+
+def test_broken_checkpoint_and_missing_video_are_reported_and_the_rest_evaluated(
+    trained_runs, synthetic_pairs, tmp_path
+):
+    root, metrics, _ = trained_runs
+    model_dir = tmp_path / "full"
+    shutil.copytree(root / "full", model_dir)
+    (model_dir / "checkpoint-3").mkdir()
+    (model_dir / "checkpoint-3" / "config.json").write_text("{ not json")
+    data = tmp_path / "test.csv"
+    lines = (synthetic_pairs / "test.csv").read_text().splitlines()
+    lines.insert(2, lines[1].replace("test_0000_A.mp4", "missing_video.mp4", 1))
+    data.write_text("\n".join(lines) + "\n")
+    values = eval_values(
+        root, synthetic_pairs, tmp_path / "eval", model_dirs=[str(model_dir)], dataset_path=str(data)
+    )
+    rows = run_evaluation(parse_eval_config(values=values))
+    broken = [r for r in rows if r["checkpoint"] == "checkpoint-3"]
+    assert len(broken) == 1 and broken[0]["error"].startswith("cannot load")
+    good = [r for r in rows if not r["error"]]
+    assert {r["checkpoint"] for r in good} == {"checkpoint-2", "checkpoint-4", "full"}
+    assert all(r["skipped_pairs"] == 1 and r["count"] == 8 for r in good)
+    for row in (r for r in good if r["checkpoint"] == "full"):  # the skipped row leaves the other 8 pairs
+        assert row["accuracy_with_ties"] == pytest.approx(
+            metrics["full"][f"eval_accuracy_with_ties_{row['dimension']}"]
+        )
+    results = json.loads((tmp_path / "eval" / "evaluation_results.json").read_text())
+    skipped = next(r for r in results if r["checkpoint"].endswith("full"))["skipped"]
+    assert len(skipped) == 1 and f"{data}:3" in skipped[0] and "missing_video.mp4" in skipped[0]
+
+
+def test_normalisation_is_the_mean_and_std_of_training_rewards(trained_runs):
+    root, _, values = trained_runs
+    model, processor = load_reward_model(root / "full")
+    stats = model.reward_spec.normalization
+    cfg = parse_config(values=values["full"])
+    train, test = build_datasets(cfg, processor)
+    trainer = build_trainer(cfg, model, processor, eval_dataset=test)
+    rewards = np.asarray(trainer.predict(train).predictions).reshape(-1, 3)  # both videos of 16 pairs
+    for d, dim in enumerate(cfg.data.eval_dim):
+        assert stats[dim]["count"] == 32
+        assert stats[dim]["mean"] == pytest.approx(rewards[:, d].mean(), abs=1e-6)
+        assert stats[dim]["std"] == pytest.approx(rewards[:, d].std(), abs=1e-6)
+
+
+def test_find_checkpoints_orders_by_step(tmp_path):
+    for name in ("checkpoint-10", "checkpoint-2", "checkpoint-100"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "config.json").write_text("{}")
+    assert [p.name for p in find_checkpoints(tmp_path, "checkpoint-*")] == [
+        "checkpoint-2", "checkpoint-10", "checkpoint-100", tmp_path.name
+    ]  # fmt: skip
+
+
+def test_eval_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="model_dirs"):
+        parse_eval_config(values={"dataset_path": "x.csv"})
+    with pytest.raises(ConfigError, match="did you mean 'model_dirs'"):
+        parse_eval_config(values={"model_dir": ["a"], "dataset_path": "x.csv"})
+
+
+def test_run_eval_sh_runs_eval_rm(trained_runs, synthetic_pairs, tmp_path):
+    root, _, _ = trained_runs
+    config = tmp_path / "eval.yaml"
+    values = eval_values(
+        root, synthetic_pairs, tmp_path / "eval", model_dirs=[str(root / "full")], report=False
+    )
+    config.write_text(yaml.safe_dump(values))
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", str(ROOT / "run_eval.sh"), str(config)], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "checkpoint-4 VQ: accuracy" in result.stdout
+    bad = subprocess.run(
+        ["bash", str(ROOT / "run_eval.sh"), str(config), "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 2 and "GPU must be a device index" in bad.stderr
