@@ -108,3 +108,40 @@ def tiny_run_values(checkpoint, data_dir, output_dir, **overrides) -> dict:
     }
     values.update(overrides)
     return values
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tiny_cache, synthetic_pairs, tmp_path_factory):
+    """A full-model run and a LoRA + special-token run, each with checkpoints at steps 2 and 4.
+
+    Returns (root, final in-training eval metrics per run, config values per run)."""
+    from vlmrm.config import parse_config
+    from vlmrm.tiny import tiny_checkpoint
+    from vlmrm.train import run_training
+
+    root = tmp_path_factory.mktemp("runs")
+    common = {
+        "max_steps": 4,
+        "save_strategy": "steps",
+        "save_steps": 2,
+        "eval_strategy": "steps",
+        "eval_steps": 4,
+    }
+    checkpoint = tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache)
+    full = tiny_run_values(checkpoint, synthetic_pairs, root / "full", **common)
+    lora = tiny_run_values(
+        checkpoint,
+        synthetic_pairs,
+        root / "lora",
+        lora_enable=True,
+        lora_r=4,
+        lora_alpha=8,
+        use_special_tokens=True,
+        reward_token="special",
+        prompt_template_type="simple_special",
+        **common,
+    )
+    metrics = {
+        name: run_training(parse_config(values=values)) for name, values in (("full", full), ("lora", lora))
+    }
+    return root, metrics, {"full": full, "lora": lora}

@@ -12,48 +12,15 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import tiny_run_values
 from vlmrm.config import ConfigError, parse_config
 from vlmrm.evaluate import find_checkpoints, parse_eval_config, run_evaluation
 from vlmrm.models.builder import load_reward_model
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import build_datasets, build_trainer, run_training
+from vlmrm.train import build_datasets, build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 COMPARED = ("accuracy", "accuracy_with_ties", "tie_eps", "margin_mean")
-
-
-@pytest.fixture(scope="module")
-def trained_runs(tiny_cache, synthetic_pairs, tmp_path_factory):
-    """A full-model run and a LoRA + special-token run, each with checkpoints at steps 2 and 4."""
-    root = tmp_path_factory.mktemp("runs")
-    common = {
-        "max_steps": 4,
-        "save_strategy": "steps",
-        "save_steps": 2,
-        "eval_strategy": "steps",
-        "eval_steps": 4,
-    }
-    checkpoint = tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache)
-    full = tiny_run_values(checkpoint, synthetic_pairs, root / "full", **common)
-    lora = tiny_run_values(
-        checkpoint,
-        synthetic_pairs,
-        root / "lora",
-        lora_enable=True,
-        lora_r=4,
-        lora_alpha=8,
-        use_special_tokens=True,
-        reward_token="special",
-        prompt_template_type="simple_special",
-        **common,
-    )
-    metrics = {
-        name: run_training(parse_config(values=values)) for name, values in (("full", full), ("lora", lora))
-    }
-    return root, metrics, {"full": full, "lora": lora}
 
 
 def eval_values(root: Path, synthetic_pairs: Path, out: Path, **overrides) -> dict:

@@ -193,14 +193,18 @@ def reward_normalization(trainer, dataset, eval_dim: list[str], max_pairs: int |
 def run_training(cfg: RunConfig) -> dict:
     """Validate, build, train, save, evaluate. Returns the final evaluation metrics."""
     check_run_config(cfg)
-    validate_run_data(cfg)
+    train_report = validate_run_data(cfg)[0]
     args = cfg.training
     set_seed(args.seed)
     init_deepspeed_comm(args)
     model, processor = build_reward_model(cfg.model, cfg.data, args)
     family = family_for(model.config)
     spec = model.reward_spec
+    spec.training_videos = {
+        k: train_report.summary[k] for k in ("fps", "frames_sampled") if k in train_report.summary
+    }
     backbone_config = model.config
+    attach_spec(backbone_config, spec)
     model = configure_trainable(
         model, cfg.model, family, spec.reward_token_ids if cfg.model.use_special_tokens else []
     )

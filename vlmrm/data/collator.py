@@ -49,33 +49,51 @@ class VideoPairCollator:
     def __post_init__(self) -> None:
         check_template(self.template_type)
 
-    def chat_text(self, prompt: str) -> str:
-        """One user turn holding the video and the templated prompt, ready for generation."""
+    def chat_text(self, prompt: str, media: str = "video", response: str | None = None) -> str:
+        """One user turn holding the visual and the templated prompt (plus the response being judged,
+        as the assistant turn, for text responses), ready for generation."""
         text = {"type": "text", "text": build_prompt(prompt, self.eval_dim, self.template_type)}
-        content = (
-            [{"type": "video"}, text] if self.video_position == "before_text" else [text, {"type": "video"}]
-        )
+        visual = {"type": media}
+        content = [visual, text] if self.video_position == "before_text" else [text, visual]
         messages = [{"role": "user", "content": content}]
-        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if response is not None:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": response}]})
+        return self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=response is None
+        )
+
+    def encode(
+        self,
+        prompts: list[str],
+        videos: list | None = None,
+        images: list | None = None,
+        responses: list | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Processor batch of one sequence per item: decoded videos (``DecodedVideo``) or PIL images."""
+        responses = responses if responses is not None else [None] * len(prompts)
+        if videos is not None:
+            texts = [self.chat_text(p, "video", r) for p, r in zip(prompts, responses)]
+            return dict(
+                self.processor(
+                    text=texts,
+                    videos=[v.frames for v in videos],
+                    videos_kwargs={
+                        "do_sample_frames": False,
+                        "do_resize": False,
+                        "video_metadata": [v.metadata() for v in videos],
+                    },
+                    padding=True,
+                    return_tensors="pt",
+                )
+            )
+        texts = [self.chat_text(p, "image", r) for p, r in zip(prompts, responses)]
+        return dict(self.processor(text=texts, images=images, padding=True, return_tensors="pt"))
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        texts, videos, metadata = [], [], []
-        for side in PAIR_SIDES:
-            for feature in features:
-                decoded = feature[f"video_{side}"]
-                texts.append(self.chat_text(feature["prompt"]))
-                videos.append(decoded.frames)
-                metadata.append(decoded.metadata())
-        batch = self.processor(
-            text=texts,
-            videos=videos,
-            videos_kwargs={"do_sample_frames": False, "do_resize": False, "video_metadata": metadata},
-            padding=True,
-            return_tensors="pt",
-        )
+        sides = [(feature["prompt"], feature[f"video_{side}"]) for side in PAIR_SIDES for feature in features]
+        batch = self.encode([prompt for prompt, _ in sides], videos=[video for _, video in sides])
         pair_ids = torch.tensor([f["pair_id"] for f in features], dtype=torch.long)
         self._check_length(batch["attention_mask"], pair_ids)
-        batch = dict(batch)
         batch["labels"] = torch.stack([f["labels"] for f in features])
         batch["pair_ids"] = pair_ids
         return batch

@@ -91,7 +91,7 @@ def check_videos(
         uses[pair.path_a].append((pair.line, "path_A", pair.declared_a))
         uses[pair.path_b].append((pair.line, "path_B", pair.declared_b))
     problems: list[Problem] = []
-    durations, sampled = [], []
+    durations, sampled, rates = [], [], []
     for path, references in uses.items():
         try:
             info = probe_video(path, backend)
@@ -102,6 +102,7 @@ def check_videos(
                 problems.append(Problem(file, line, column, reason, kind="bad_video"))
             continue
         durations.append(info.duration)
+        rates.append(info.fps)
         for line, column, declared in references:
             for message in _declared_mismatch(declared, info):
                 side = column[-1]
@@ -123,6 +124,7 @@ def check_videos(
             "max": max(durations),
         }
         summary["frames_sampled"] = {"min": min(sampled), "max": max(sampled)}
+        summary["fps"] = {"min": min(rates), "max": max(rates)}
     return problems, summary
 
 

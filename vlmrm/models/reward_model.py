@@ -51,6 +51,8 @@ class RewardSpec:
         base_model_name_or_path: the backbone the reward model was trained from (adapters need it).
         sampling: frame-sampling fields of the data config used in training.
         normalization: per-dimension reward mean/std on the training pairs (set after training).
+        training_videos: fps and sampled-frame ranges of the training videos (``{"fps": {"min",
+            "max"}, "frames_sampled": {...}}``), so inference can warn about unlike inputs.
     """
 
     eval_dim: list[str]
@@ -66,6 +68,7 @@ class RewardSpec:
     base_model_name_or_path: str | None = None
     sampling: dict[str, Any] = field(default_factory=dict)
     normalization: dict[str, dict[str, float]] | None = None
+    training_videos: dict[str, dict[str, float]] | None = None
     format_version: int = SPEC_FORMAT_VERSION
 
     def __post_init__(self) -> None:
