@@ -14,6 +14,7 @@ import yaml
 
 from vlmrm.config import ConfigError, parse_config
 from vlmrm.evaluate import find_checkpoints, parse_eval_config, run_evaluation
+from vlmrm.metrics import kendall_tau_b, spearman_rho
 from vlmrm.models.builder import load_reward_model
 from vlmrm.train import build_datasets, build_trainer
 
@@ -161,3 +162,51 @@ def test_run_eval_sh_runs_eval_rm(trained_runs, synthetic_pairs, tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and "GPU must be a device index" in bad.stderr
+
+
+def test_overall_column_and_absolute_scores_are_evaluated(trained_runs, synthetic_pairs, tmp_path):
+    root, _, _ = trained_runs
+    with (synthetic_pairs / "test.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    for i, row in enumerate(rows):  # an Overall label (copied from MQ) and made-up absolute VQ scores
+        row["Overall"] = row["MQ"]
+        row["score_VQ_A"], row["score_VQ_B"] = str(i), str((3 * i) % 5)
+    data = tmp_path / "scored.csv"
+    with data.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    values = eval_values(
+        root, synthetic_pairs, tmp_path / "eval", model_dirs=[str(root / "full")], dataset_path=str(data)
+    )
+    out_rows = run_evaluation(parse_eval_config(values=values))
+    final = {r["dimension"]: r for r in out_rows if r["checkpoint"] == "full"}
+    assert set(final) == {"VQ", "MQ", "TA", "Overall"}
+    result = next(
+        r
+        for r in json.loads((tmp_path / "eval" / "evaluation_results.json").read_text())
+        if r["checkpoint"].endswith("full")
+    )
+    stats = load_reward_model(root / "full")[0].reward_spec.normalization
+
+    def overall(side):  # sum of normalised rewards
+        return np.array(
+            [
+                sum(
+                    (p[f"rewards_{side}"][d] - stats[d]["mean"]) / stats[d]["std"] for d in ("VQ", "MQ", "TA")
+                )
+                for p in result["pairs"]
+            ]
+        )
+
+    labels = np.array([{"A": 1, "B": -1, "same": 0}[row["Overall"]] for row in rows])
+    margins = overall("A") - overall("B")
+    decided = labels != 0
+    assert final["Overall"]["accuracy"] == pytest.approx(
+        np.mean(np.sign(margins[decided]) == labels[decided])
+    )
+    rewards = np.array([[p["rewards_A"]["VQ"], p["rewards_B"]["VQ"]] for p in result["pairs"]]).ravel()
+    scores = np.array([[float(row["score_VQ_A"]), float(row["score_VQ_B"])] for row in rows]).ravel()
+    assert final["VQ"]["kendall_tau"] == pytest.approx(kendall_tau_b(rewards, scores))
+    assert final["VQ"]["spearman_rho"] == pytest.approx(spearman_rho(rewards, scores))
+    assert final["MQ"]["kendall_tau"] == ""  # no score columns for MQ

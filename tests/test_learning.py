@@ -11,7 +11,10 @@ quickstart prints), so the std is <= 0.033 and 0.75 is more than 7 std above cha
 """
 
 import csv
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -54,3 +57,17 @@ def test_quickstart_config_learns_every_rule_on_a_shorter_run(tmp_path):
         non_tie = sum(row[dim] != "same" for row in rows)
         assert math.sqrt(0.25 / non_tie) < 0.035, f"{dim}: too few non-tie test pairs ({non_tie}) for the bar"
         assert metrics[f"eval_accuracy_{dim}"] >= SHORT_RUN_BAR, (dim, metrics)
+
+    # the trained checkpoint, through the CLI, prefers the better video of a pair in every dimension
+    pair = next(row for row in rows if all(row[dim] != "same" for dim in cfg.data.eval_dim))
+    command = [sys.executable, "-m", "vlmrm.score", "--checkpoint", str(tmp_path / "out"), "--compare"]
+    for side in ("A", "B"):
+        command += ["--video", str(assets.data_dir / pair[f"path_{side}"])]
+    result = subprocess.run(
+        [*command, "--prompt", pair["prompt"]], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    probabilities = json.loads(result.stdout)
+    for dim in cfg.data.eval_dim:
+        better, worse = (pair[dim], "B" if pair[dim] == "A" else "A")
+        assert probabilities[dim][better] > probabilities[dim][worse], (dim, pair, probabilities)
