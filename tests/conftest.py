@@ -79,6 +79,17 @@ def synthetic_pairs(tmp_path_factory):
     return generate_video_pairs(SyntheticVideoConfig(out_dir=out, num_train=16, num_test=8, seed=0)).out_dir
 
 
+LORA_SPECIAL_TOKENS = {
+    "lora_enable": True,
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "use_special_tokens": True,
+    "reward_token": "special",
+    "prompt_template_type": "simple_special",
+}
+"""A LoRA run whose reward tokens train through PEFT's trainable tokens."""
+
+
 def tiny_run_values(checkpoint, data_dir, output_dir, **overrides) -> dict:
     """Config values of a short CPU run on the tiny model (override any key)."""
     values = {
@@ -129,18 +140,7 @@ def trained_runs(tiny_cache, synthetic_pairs, tmp_path_factory):
     }
     checkpoint = tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache)
     full = tiny_run_values(checkpoint, synthetic_pairs, root / "full", **common)
-    lora = tiny_run_values(
-        checkpoint,
-        synthetic_pairs,
-        root / "lora",
-        lora_enable=True,
-        lora_r=4,
-        lora_alpha=8,
-        use_special_tokens=True,
-        reward_token="special",
-        prompt_template_type="simple_special",
-        **common,
-    )
+    lora = tiny_run_values(checkpoint, synthetic_pairs, root / "lora", **LORA_SPECIAL_TOKENS, **common)
     metrics = {
         name: run_training(parse_config(values=values)) for name, values in (("full", full), ("lora", lora))
     }

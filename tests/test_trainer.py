@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import tiny_run_values
+from tests.conftest import LORA_SPECIAL_TOKENS, tiny_run_values
 from vlmrm.config import parse_config
 from vlmrm.models.builder import build_reward_model, load_reward_model
 from vlmrm.models.families import family_for
@@ -129,12 +129,7 @@ def test_lora_special_tokens_run_saves_adapter_that_reloads(tiny_cache, syntheti
         tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache),
         synthetic_pairs,
         tmp_path / "out",
-        lora_enable=True,
-        lora_r=4,
-        lora_alpha=8,
-        use_special_tokens=True,
-        reward_token="special",
-        prompt_template_type="detailed_special",
+        **{**LORA_SPECIAL_TOKENS, "prompt_template_type": "detailed_special"},
         special_token_lr=1e-2,
         max_steps=2,
         eval_strategy="steps",
