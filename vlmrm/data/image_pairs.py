@@ -1,0 +1,320 @@
+"""JSONL image-pair preference data: three schemas, one pair type, every bad line named.
+
+One JSON object per line; the schema is detected per line (or forced with ``data_format``):
+
+``chosen_rejected`` (TRL style)
+    ``{"prompt" | "query": str, "chosen": str, "rejected": str, "images": [ref, ...]}`` — two text
+    responses about the same images; A = chosen, B = rejected, so y = +1.
+``ranking`` (the scorer reference)
+    ``{"id", "query", "image": ref, "response": [r1, r2], "human_ranking": [0, 1]}`` — rank 0 is
+    best: ``[0, 1]`` -> the first response is better (y = +1), ``[1, 0]`` -> the second (y = -1),
+    equal ranks -> tie (y = 0). Ranks must be dense (their distinct values are 0..k-1).
+``image_preference`` (text-to-image)
+    ``{"prompt", "image_A" and "image_B" | "images": [a, b], "label": "A" | "B" | "same"}`` — one
+    prompt, two images, scored like a video pair (no response text).
+
+An image ``ref`` is a path (relative to ``image_dir``, else to the JSONL's folder) or inline base64
+(``data:image/...;base64,...``). Labels follow ``reward_math.md``: one preference per pair, read
+as the single dimension of ``eval_dim``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from vlmrm.constants import LABEL_VALUES
+from vlmrm.data.problems import Problem
+
+SCHEMAS = ("chosen_rejected", "ranking", "image_preference")
+DATA_URL_PREFIX = "data:image/"
+BASE64_MIN_LENGTH = 64
+"""A string this long without a path separator or image suffix is read as raw base64."""
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A path or inline image bytes (base64 decoded)."""
+
+    path: Path | None = None
+    data: bytes | None = None
+
+    def open(self) -> Image.Image:
+        source = self.path if self.path is not None else io.BytesIO(self.data)
+        with Image.open(source) as image:
+            return image.convert("RGB")
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else f"<inline image, {len(self.data)} bytes>"
+
+
+@dataclass(frozen=True)
+class ImageSide:
+    images: tuple[ImageRef, ...]
+    response: str | None = None
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One preference: the prompt, side A and side B, y in {+1 A better, -1 B better, 0 tie}."""
+
+    line: int
+    schema: str
+    prompt: str
+    side_a: ImageSide
+    side_b: ImageSide
+    label: int
+    sample_id: str | None = None
+
+
+@dataclass
+class ImagePairTable:
+    source: Path
+    pairs: list[ImagePair]
+    total_lines: int
+    problems: list[Problem] = field(default_factory=list)
+
+
+def detect_schema(record: dict) -> str | None:
+    if "human_ranking" in record or "response" in record:
+        return "ranking"
+    if "chosen" in record or "rejected" in record:
+        return "chosen_rejected"
+    if "label" in record or "image_A" in record or "image_B" in record:
+        return "image_preference"
+    return None
+
+
+class _LineProblems(Exception):
+    def __init__(self, problems: list[tuple[str | None, str, str]]):
+        self.problems = problems
+
+
+def _text(record: dict, names: tuple[str, ...], problems: list) -> str:
+    for name in names:
+        if name in record:
+            value = record[name]
+            if not isinstance(value, str):
+                problems.append((name, f"must be a string, got {type(value).__name__}", "bad_type"))
+                return ""
+            return value
+    problems.append(("/".join(names), "missing field", "missing_field"))
+    return ""
+
+
+def _image_ref(value, field_name: str, root: Path, problems: list) -> ImageRef | None:
+    if not isinstance(value, str) or not value:
+        problems.append((field_name, f"image must be a path or base64 string, got {value!r:.40}", "bad_type"))
+        return None
+    payload = None
+    if value.startswith(DATA_URL_PREFIX):
+        payload = value.split(",", 1)[1] if "," in value else ""
+    elif (
+        len(value) >= BASE64_MIN_LENGTH
+        and "/" not in value[:64]
+        and Path(value).suffix.lower() not in IMAGE_SUFFIXES
+    ):
+        payload = value
+    if payload is not None:
+        try:
+            return ImageRef(data=base64.b64decode(payload, validate=True))
+        except (binascii.Error, ValueError):
+            problems.append((field_name, "invalid base64 image data", "bad_image"))
+            return None
+    path = Path(value)
+    return ImageRef(path=path if path.is_absolute() else root / path)
+
+
+def _image_list(record: dict, name: str, root: Path, problems: list, expected: int | None = None) -> tuple:
+    value = record.get(name)
+    if value is None:
+        problems.append((name, "missing field", "missing_field"))
+        return ()
+    if not isinstance(value, list) or not value:
+        problems.append((name, "must be a non-empty list of images", "bad_type"))
+        return ()
+    if expected is not None and len(value) != expected:
+        problems.append((name, f"must hold exactly {expected} images, got {len(value)}", "bad_type"))
+        return ()
+    refs = [_image_ref(v, f"{name}[{i}]", root, problems) for i, v in enumerate(value)]
+    return tuple(r for r in refs if r is not None)
+
+
+def ranking_label(ranking, num_responses: int) -> int:
+    """y from a dense ranking (0 = best): +1 first better, -1 second better, 0 tie."""
+    if (
+        not isinstance(ranking, list)
+        or len(ranking) != num_responses
+        or not all(isinstance(r, int) and not isinstance(r, bool) for r in ranking)
+        or sorted(set(ranking)) != list(range(len(set(ranking))))
+    ):
+        raise ValueError(
+            f"ranking not a permutation of 0..{num_responses - 1} (equal ranks = tie): {ranking!r}"
+        )
+    first, second = ranking
+    return 0 if first == second else (1 if first < second else -1)
+
+
+def _parse_record(record: dict, schema: str, root: Path) -> ImagePair:
+    problems: list = []
+    sample_id = record.get("id")
+    if schema == "chosen_rejected":
+        prompt = _text(record, ("prompt", "query"), problems)
+        chosen, rejected = _text(record, ("chosen",), problems), _text(record, ("rejected",), problems)
+        images = _image_list(record, "images", root, problems)
+        if problems:
+            raise _LineProblems(problems)
+        return ImagePair(
+            0, schema, prompt, ImageSide(images, chosen), ImageSide(images, rejected), 1, sample_id
+        )
+    if schema == "ranking":
+        prompt = _text(record, ("query", "prompt"), problems)
+        image = _image_ref(record["image"], "image", root, problems) if "image" in record else None
+        if "image" not in record:
+            problems.append(("image", "missing field", "missing_field"))
+        responses = record.get("response")
+        if (
+            not isinstance(responses, list)
+            or len(responses) != 2
+            or not all(isinstance(r, str) for r in responses)
+        ):
+            problems.append(("response", "must be a list of 2 strings", "bad_type"))
+        label = 0
+        if "human_ranking" not in record:
+            problems.append(("human_ranking", "missing field", "missing_field"))
+        else:
+            try:
+                label = ranking_label(record["human_ranking"], 2)
+            except ValueError as err:
+                problems.append(("human_ranking", str(err), "bad_ranking"))
+        if problems:
+            raise _LineProblems(problems)
+        images = (image,)
+        return ImagePair(
+            0,
+            schema,
+            prompt,
+            ImageSide(images, responses[0]),
+            ImageSide(images, responses[1]),
+            label,
+            sample_id,
+        )
+    prompt = _text(record, ("prompt", "query"), problems)
+    if "images" in record:
+        images = _image_list(record, "images", root, problems, expected=2)
+        image_a, image_b = (images[:1], images[1:]) if len(images) == 2 else ((), ())
+    else:
+        image_a = tuple(r for r in [_image_ref(record.get("image_A"), "image_A", root, problems)] if r)
+        image_b = tuple(r for r in [_image_ref(record.get("image_B"), "image_B", root, problems)] if r)
+    label_text = record.get("label")
+    if label_text not in LABEL_VALUES:
+        problems.append(
+            ("label", f"must be one of {', '.join(LABEL_VALUES)}, got {label_text!r}", "bad_label")
+        )
+    if problems:
+        raise _LineProblems(problems)
+    return ImagePair(
+        0, schema, prompt, ImageSide(image_a), ImageSide(image_b), LABEL_VALUES[label_text], sample_id
+    )
+
+
+def parse_image_pair_jsonl(
+    path: str | Path, image_dir: str | Path | None = None, data_format: str = "auto"
+) -> ImagePairTable:
+    """Parse every line; collect each problem with file:line and field (never raises)."""
+    path = Path(path)
+    file = str(path)
+    root = Path(image_dir) if image_dir else path.parent
+    if not path.is_file():
+        return ImagePairTable(
+            path, [], 0, [Problem(file, None, None, "JSONL file not found", kind="missing_file")]
+        )
+    pairs, problems, total = [], [], 0
+    with path.open(encoding="utf-8") as handle:
+        for line_number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            total += 1
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                problems.append(
+                    Problem(
+                        file,
+                        line_number,
+                        None,
+                        f"invalid JSON: {err.msg} (column {err.colno})",
+                        kind="bad_json",
+                    )
+                )
+                continue
+            if not isinstance(record, dict):
+                problems.append(
+                    Problem(file, line_number, None, "a line must be a JSON object", kind="bad_json")
+                )
+                continue
+            schema = detect_schema(record) if data_format == "auto" else data_format
+            if schema not in SCHEMAS:
+                problems.append(
+                    Problem(
+                        file,
+                        line_number,
+                        None,
+                        f"unknown record layout (keys {sorted(record)}); expected one of {', '.join(SCHEMAS)}",
+                        kind="unknown_schema",
+                    )
+                )
+                continue
+            try:
+                pair = _parse_record(record, schema, root)
+            except _LineProblems as err:
+                problems += [
+                    Problem(file, line_number, name, message, kind=kind)
+                    for name, message, kind in err.problems
+                ]
+                continue
+            pairs.append(
+                ImagePair(
+                    line_number,
+                    pair.schema,
+                    pair.prompt,
+                    pair.side_a,
+                    pair.side_b,
+                    pair.label,
+                    pair.sample_id,
+                )
+            )
+    return ImagePairTable(path, pairs, total, problems)
+
+
+def check_images(table: ImagePairTable) -> list[Problem]:
+    """Open every referenced image once; a missing or corrupt one is a problem on each line using it."""
+    status: dict[ImageRef, str | None] = {}
+    problems = []
+    for pair in table.pairs:
+        refs = dict.fromkeys(
+            [*pair.side_a.images, *pair.side_b.images]
+        )  # shared images checked once per line
+        for ref in refs:
+            if ref not in status:
+                status[ref] = _image_error(ref)
+            if status[ref] is not None:
+                problems.append(Problem(str(table.source), pair.line, "image", status[ref], kind="bad_image"))
+    return problems
+
+
+def _image_error(ref: ImageRef) -> str | None:
+    if ref.path is not None and not ref.path.is_file():
+        return f"image file not found: {ref.path}"
+    try:
+        ref.open()
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        return f"cannot decode image {ref}: {type(err).__name__}"
+    return None
