@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from vlmrm.config import parse_config
-from vlmrm.data.collator import VideoPairCollator
+from vlmrm.data.collator import PairCollator
 from vlmrm.models.builder import build_reward_model
 from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
 from vlmrm.tiny import tiny_checkpoint
@@ -52,7 +52,7 @@ def main() -> None:
     )
     model, processor = build_reward_model(cfg.model, cfg.data, cfg.training)
     train, _ = build_datasets(cfg, processor)
-    batch = VideoPairCollator(processor, cfg.data.eval_dim, cfg.data.prompt_template_type)(
+    batch = PairCollator(processor, cfg.data.eval_dim, cfg.data.prompt_template_type)(
         [train[i] for i in range(args.pairs)]
     )
     trainer = build_trainer(cfg, model, processor)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from vlmrm.data.collator import VideoPairCollator, frame_factor
+from vlmrm.data.collator import PairCollator, frame_factor
 from vlmrm.data.video import FrameSampling, resolve_backend
 from vlmrm.data.video_pairs import VideoPairDataset, read_video_pair_csv
 from vlmrm.tiny import tiny_checkpoint
@@ -48,7 +48,7 @@ def test_collated_batch_runs_through_the_backbone(family, pair_dataset, tiny_cac
     path = tiny_checkpoint(family, cache_dir=tiny_cache)
     processor = AutoProcessor.from_pretrained(path)
     dataset = pair_dataset(processor)
-    collator = VideoPairCollator(processor, DIMS, "detailed")
+    collator = PairCollator(processor, DIMS, "detailed")
     batch = collator([dataset[0], dataset[1]])
 
     assert batch["input_ids"].shape[0] == 4  # 2 pairs -> A, A, B, B
@@ -72,7 +72,7 @@ def test_collated_batch_runs_through_the_backbone(family, pair_dataset, tiny_cac
 
 def test_prompt_template_reaches_the_text(pair_dataset, tiny_cache):
     processor = AutoProcessor.from_pretrained(tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache))
-    text = VideoPairCollator(processor, ["TA"], "simple").chat_text("a red square")
+    text = PairCollator(processor, ["TA"], "simple").chat_text("a red square")
     assert "Please evaluate the text alignment of a generated video" in text
     assert '"a red square"' in text
     assert text.rstrip().endswith("assistant")
@@ -81,7 +81,7 @@ def test_prompt_template_reaches_the_text(pair_dataset, tiny_cache):
 def test_over_long_pairs_are_an_error_naming_the_pair(pair_dataset, tiny_cache):
     processor = AutoProcessor.from_pretrained(tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache))
     dataset = pair_dataset(processor)
-    collator = VideoPairCollator(processor, DIMS, "simple", max_length=30)
+    collator = PairCollator(processor, DIMS, "simple", max_length=30)
     with pytest.raises(ValueError, match=r"max_length=30 \(pair row 0: \d+ tokens, pair row 1: \d+ tokens\)"):
         collator([dataset[0], dataset[1]])
 
@@ -89,4 +89,4 @@ def test_over_long_pairs_are_an_error_naming_the_pair(pair_dataset, tiny_cache):
 def test_unknown_template_is_an_error(tiny_cache):
     processor = AutoProcessor.from_pretrained(tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache))
     with pytest.raises(ValueError, match="unknown 'fancy'; available: none, simple"):
-        VideoPairCollator(processor, DIMS, "fancy")
+        PairCollator(processor, DIMS, "fancy")

@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import tiny_run_values
 from vlmrm.config import parse_config
-from vlmrm.data.collator import VideoPairCollator
+from vlmrm.data.collator import PairCollator
 from vlmrm.models.builder import load_reward_model
 from vlmrm.tiny import tiny_checkpoint
 from vlmrm.train import build_datasets, build_trainer, run_training
@@ -54,7 +54,7 @@ def rewards_on_test_batch(checkpoint: Path, values: dict) -> torch.Tensor:
     model, processor = load_reward_model(checkpoint)
     cfg = parse_config(values=values)
     _, test = build_datasets(cfg, processor)
-    batch = VideoPairCollator(processor, cfg.data.eval_dim, cfg.data.prompt_template_type)([test[0], test[1]])
+    batch = PairCollator(processor, cfg.data.eval_dim, cfg.data.prompt_template_type)([test[0], test[1]])
     with torch.no_grad():
         return model(**{k: v for k, v in batch.items() if k not in ("labels", "pair_ids")}).rewards
 

@@ -5,7 +5,7 @@ import torch
 
 from tests.conftest import tiny_run_values
 from vlmrm.config import parse_config
-from vlmrm.data.collator import VideoPairCollator
+from vlmrm.data.collator import PairCollator
 from vlmrm.models.builder import build_reward_model, load_reward_model
 from vlmrm.models.reward_model import RewardSpec, pool_hidden_states, special_token_rewards
 from vlmrm.tiny import tiny_checkpoint
@@ -19,7 +19,7 @@ def build(tiny_cache, synthetic_pairs, tmp_path, family="qwen2_vl", **overrides)
     cfg = parse_config(values=values)
     model, processor = build_reward_model(cfg.model, cfg.data, cfg.training)
     train, _ = build_datasets(cfg, processor)
-    collator = VideoPairCollator(processor, cfg.data.eval_dim, cfg.data.prompt_template_type)
+    collator = PairCollator(processor, cfg.data.eval_dim, cfg.data.prompt_template_type)
     batch = collator([train[0], train[1]])
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "pair_ids")}
     return cfg, model, processor, inputs

@@ -121,11 +121,47 @@ class DataConfig:
     cache_videos_in_memory: bool = _opt(
         False, "Keep decoded frames in RAM after first use (small data sets; uniform sampling only)."
     )
+    data_format: Literal["auto", "video_pairs", "chosen_rejected", "ranking", "image_preference"] = _opt(
+        "auto",
+        "auto: .csv = video pairs, .jsonl = image pairs with the schema detected per line; or force a "
+        "JSONL schema (vlmrm.data.image_pairs).",
+    )
+    image_dir: str | None = _opt(
+        None, "Folder relative image paths of JSONL data resolve against (default: its folder)."
+    )
+    max_train_samples: int | None = _opt(None, "Train on the first N pairs only (None = all).")
+    on_bad_sample: Literal["error", "skip"] = _opt(
+        "error",
+        "Image data: a bad line or image stops the run before training (error) or is skipped and counted.",
+    )
     min_pixels: int | None = _opt(None, "Min pixels of an image input (images only).")
     max_pixels: int | None = _opt(None, "Max pixels of an image input (images only).")
 
+    IMAGE_SUFFIXES = (".jsonl", ".json")
+
+    def is_image_data(self, path: str | None = None) -> bool:
+        """JSONL image pairs (by suffix, or a JSONL schema named in ``data_format``) vs CSV video pairs."""
+        if self.data_format != "auto":
+            return self.data_format != "video_pairs"
+        return Path(path or self.meta_data or "").suffix.lower() in self.IMAGE_SUFFIXES
+
+    def image_size(self) -> dict | None:
+        """Qwen-VL image-processor size bounds from ``min_pixels`` / ``max_pixels`` (None: its defaults)."""
+        if self.min_pixels is None and self.max_pixels is None:
+            return None
+        size = {}
+        if self.min_pixels is not None:
+            size["shortest_edge"] = self.min_pixels
+        if self.max_pixels is not None:
+            size["longest_edge"] = self.max_pixels
+        return size
+
     def __post_init__(self) -> None:
         self.eval_dim = _as_str_list(self.eval_dim, "eval_dim")
+        if self.is_image_data() and len(self.eval_dim) != 1:
+            raise ConfigError(
+                f"eval_dim: image-pair data carries one preference per pair; give one name, got {self.eval_dim}"
+            )
         if not self.eval_dim:
             raise ConfigError("eval_dim: list at least one label column")
         if len(set(self.eval_dim)) != len(self.eval_dim):

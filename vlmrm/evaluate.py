@@ -259,7 +259,14 @@ def evaluate_checkpoint(model, processor, config: EvalConfig, work_dir: Path) ->
         dataloader_num_workers=config.dataloader_num_workers,
     )
     trainer = make_trainer(
-        model, processor, args, spec.eval_dim, spec.prompt_template_type, spec.video_position, spec.max_length
+        model,
+        processor,
+        args,
+        spec.eval_dim,
+        spec.prompt_template_type,
+        spec.video_position,
+        spec.max_length,
+        image_size=spec.image_size,
     )
     rewards = np.asarray(trainer.predict(data.dataset, metric_key_prefix="eval").predictions)  # (N, 2, D)
     labels = (

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlmrm.data.collator import VideoPairCollator, frame_factor
+from vlmrm.data.collator import PairCollator, frame_factor
 from vlmrm.data.video import FrameSampling, load_video, num_sampled_frames, probe_video, resolve_backend
 from vlmrm.losses import DEFAULT_TIE_K
 from vlmrm.metrics import OVERALL, normalize_rewards
@@ -53,7 +53,7 @@ class RewardScorer:
         sampling = {k: v for k, v in self.spec.sampling.items() if k != "video_backend"}
         self.sampling = FrameSampling(**sampling)
         self.backend = resolve_backend(self.spec.sampling.get("video_backend", "auto"))
-        self.collator = VideoPairCollator(
+        self.collator = PairCollator(
             processor,
             self.spec.eval_dim,
             self.spec.prompt_template_type,

@@ -17,7 +17,8 @@ from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from vlmrm.config import ConfigError, RunConfig
-from vlmrm.data.collator import VideoPairCollator, frame_factor
+from vlmrm.data.collator import PairCollator, frame_factor
+from vlmrm.data.image_pairs import ImagePairDataset, load_image_pairs
 from vlmrm.data.templates import build_prompt, reward_token
 from vlmrm.data.validate import validate_run_data
 from vlmrm.data.video import FrameSampling, resolve_backend
@@ -81,17 +82,34 @@ def apply_epoch_intervals(args, num_pairs: int) -> None:
 
 def build_datasets(cfg: RunConfig, processor):
     data = cfg.data
+    if data.is_image_data():
+        return build_image_datasets(cfg)
     sampling = FrameSampling.from_data_config(data)
     backend = resolve_backend(data.video_backend)
     factor = frame_factor(processor)
 
-    def dataset(csv_path):
+    def dataset(csv_path, max_samples=None):
         table = read_video_pair_csv(csv_path, data.eval_dim, data.data_dir, data.use_tied_data)
+        table.pairs = table.pairs[:max_samples]
         return VideoPairDataset(
             table, sampling, backend, factor, cfg.training.seed, data.cache_videos_in_memory
         )
 
-    return dataset(data.meta_data), dataset(data.meta_data_test) if data.meta_data_test else None
+    train = dataset(data.meta_data, data.max_train_samples)
+    return train, dataset(data.meta_data_test) if data.meta_data_test else None
+
+
+def build_image_datasets(cfg: RunConfig):
+    """JSONL image pairs; bad lines were reported by validation, here only skipped (``on_bad_sample``)."""
+    data = cfg.data
+
+    def dataset(path, max_samples=None):
+        schema = data.data_format if data.data_format != "auto" else "auto"
+        table, _ = load_image_pairs(path, data.image_dir, schema, data.on_bad_sample, max_samples)
+        return ImagePairDataset(table)
+
+    train = dataset(data.meta_data, data.max_train_samples)
+    return train, dataset(data.meta_data_test) if data.meta_data_test else None
 
 
 class SaveRewardConfigCallback(TrainerCallback):
@@ -140,9 +158,10 @@ def make_trainer(
     train_dataset=None,
     eval_dataset=None,
     callbacks=(),
+    image_size: dict | None = None,
 ) -> RewardTrainer:
     """A ``RewardTrainer`` with the pair collator; training and evaluation build it the same way."""
-    collator = VideoPairCollator(processor, eval_dim, template, max_length, video_position)
+    collator = PairCollator(processor, eval_dim, template, max_length, video_position, image_size)
     return RewardTrainer(
         model=model,
         args=args,
@@ -171,6 +190,7 @@ def build_trainer(cfg: RunConfig, model, processor, train_dataset=None, eval_dat
         train_dataset,
         eval_dataset,
         callbacks,
+        cfg.data.image_size(),
     )
 
 
@@ -190,10 +210,22 @@ def reward_normalization(trainer, dataset, eval_dim: list[str], max_pairs: int |
     }
 
 
+def skipped_counts(reports) -> dict[str, int]:
+    """``skipped_pairs_<file name>`` for every data file whose bad lines were skipped (``on_bad_sample: skip``)."""
+    counts = {}
+    for report in reports:
+        skipped = report.summary.get("bad_lines", 0)
+        if skipped:
+            counts[f"skipped_pairs_{Path(report.file).name}"] = skipped
+            logger.warning("%s: %d pair(s) skipped (bad lines listed at validation)", report.file, skipped)
+    return counts
+
+
 def run_training(cfg: RunConfig) -> dict:
     """Validate, build, train, save, evaluate. Returns the final evaluation metrics."""
     check_run_config(cfg)
-    train_report = validate_run_data(cfg)[0]
+    reports = validate_run_data(cfg)
+    train_report = reports[0]
     args = cfg.training
     set_seed(args.seed)
     init_deepspeed_comm(args)
@@ -240,5 +272,6 @@ def run_training(cfg: RunConfig) -> dict:
                 Path(args.output_dir) / FULL_MODEL_DIR
             )
             processor.save_pretrained(Path(args.output_dir) / FULL_MODEL_DIR)
+        metrics.update(skipped_counts(reports))
         (Path(args.output_dir) / FINAL_METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -1,6 +1,6 @@
 """Preference data: CSV video pairs, frame decoding, prompt templates, collation, validation."""
 
-from vlmrm.data.collator import VideoPairCollator, frame_factor
+from vlmrm.data.collator import PairCollator, frame_factor
 from vlmrm.data.problems import DataValidationError, Problem
 from vlmrm.data.templates import PROMPT_TEMPLATES, build_prompt, register_template
 from vlmrm.data.video import FrameSampling, load_video, resolve_backend, sample_frame_indices
@@ -10,8 +10,8 @@ __all__ = [
     "PROMPT_TEMPLATES",
     "DataValidationError",
     "FrameSampling",
+    "PairCollator",
     "Problem",
-    "VideoPairCollator",
     "VideoPairDataset",
     "build_prompt",
     "frame_factor",

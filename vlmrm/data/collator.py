@@ -37,24 +37,33 @@ def frame_factor(processor: ProcessorMixin) -> int:
 
 
 @dataclass
-class VideoPairCollator:
-    """Builds processor inputs for both sides of each pair with the prompt template applied."""
+class PairCollator:
+    """Builds processor inputs for both sides of each pair with the prompt template applied.
+
+    Video pairs: features hold ``video_A`` / ``video_B`` (``DecodedVideo``). Image pairs: features
+    hold ``images_A`` / ``images_B`` (lists of PIL images) and optional ``response_A`` / ``response_B``
+    (the text judged with them, written as the assistant turn).
+    """
 
     processor: ProcessorMixin
     eval_dim: list[str]
     template_type: str = "simple"
     max_length: int | None = None
     video_position: str = "before_text"
+    image_size: dict | None = None
+    """``{"shortest_edge": min_pixels, "longest_edge": max_pixels}`` for images (None: processor default)."""
 
     def __post_init__(self) -> None:
         check_template(self.template_type)
 
-    def chat_text(self, prompt: str, media: str = "video", response: str | None = None) -> str:
-        """One user turn holding the visual and the templated prompt (plus the response being judged,
+    def chat_text(
+        self, prompt: str, media: str = "video", response: str | None = None, count: int = 1
+    ) -> str:
+        """One user turn holding the visual(s) and the templated prompt (plus the response being judged,
         as the assistant turn, for text responses), ready for generation."""
         text = {"type": "text", "text": build_prompt(prompt, self.eval_dim, self.template_type)}
-        visual = {"type": media}
-        content = [visual, text] if self.video_position == "before_text" else [text, visual]
+        visuals = [{"type": media}] * count
+        content = [*visuals, text] if self.video_position == "before_text" else [text, *visuals]
         messages = [{"role": "user", "content": content}]
         if response is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": response}]})
@@ -86,12 +95,22 @@ class VideoPairCollator:
                     return_tensors="pt",
                 )
             )
-        texts = [self.chat_text(p, "image", r) for p, r in zip(prompts, responses)]
-        return dict(self.processor(text=texts, images=images, padding=True, return_tensors="pt"))
+        per_item = [list(i) if isinstance(i, (list, tuple)) else [i] for i in images]
+        texts = [self.chat_text(p, "image", r, len(i)) for p, r, i in zip(prompts, responses, per_item)]
+        kwargs = {"images_kwargs": {"size": self.image_size}} if self.image_size else {}
+        flat = [image for item in per_item for image in item]
+        return dict(self.processor(text=texts, images=flat, padding=True, return_tensors="pt", **kwargs))
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        sides = [(feature["prompt"], feature[f"video_{side}"]) for side in PAIR_SIDES for feature in features]
-        batch = self.encode([prompt for prompt, _ in sides], videos=[video for _, video in sides])
+        prompts = [feature["prompt"] for _ in PAIR_SIDES for feature in features]
+        if "video_A" in features[0]:
+            batch = self.encode(prompts, videos=[f[f"video_{side}"] for side in PAIR_SIDES for f in features])
+        else:
+            batch = self.encode(
+                prompts,
+                images=[f[f"images_{side}"] for side in PAIR_SIDES for f in features],
+                responses=[f.get(f"response_{side}") for side in PAIR_SIDES for f in features],
+            )
         pair_ids = torch.tensor([f["pair_id"] for f in features], dtype=torch.long)
         self._check_length(batch["attention_mask"], pair_ids)
         batch["labels"] = torch.stack([f["labels"] for f in features])

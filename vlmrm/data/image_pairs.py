@@ -27,10 +27,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from vlmrm.constants import LABEL_VALUES
-from vlmrm.data.problems import Problem
+from vlmrm.data.problems import DataValidationError, Problem
 
 SCHEMAS = ("chosen_rejected", "ranking", "image_preference")
 DATA_URL_PREFIX = "data:image/"
@@ -318,3 +319,53 @@ def _image_error(ref: ImageRef) -> str | None:
     except (UnidentifiedImageError, OSError, ValueError) as err:
         return f"cannot decode image {ref}: {type(err).__name__}"
     return None
+
+
+class ImagePairDataset(torch.utils.data.Dataset):
+    """Opens the images of a pair in ``__getitem__`` (DataLoader workers do the decoding).
+
+    Item: ``{"images_A": [PIL], "images_B": [PIL], "response_A": str | None, "response_B": ...,
+    "prompt": str, "labels": float tensor (1,), "pair_id": int (the JSONL line)}``.
+    """
+
+    def __init__(self, table: ImagePairTable):
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table.pairs)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Nothing is random per epoch for images; present so the trainer's epoch callback fits."""
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.table.pairs[index]
+        return {
+            "images_A": [ref.open() for ref in pair.side_a.images],
+            "images_B": [ref.open() for ref in pair.side_b.images],
+            "response_A": pair.side_a.response,
+            "response_B": pair.side_b.response,
+            "prompt": pair.prompt,
+            "labels": torch.tensor([pair.label], dtype=torch.float32),
+            "pair_id": pair.line,
+        }
+
+
+def load_image_pairs(
+    path: str | Path,
+    image_dir: str | Path | None = None,
+    data_format: str = "auto",
+    on_bad_sample: str = "error",
+    max_samples: int | None = None,
+) -> tuple[ImagePairTable, list[Problem]]:
+    """Parse + check every image. ``on_bad_sample: error`` raises with every problem before training;
+    ``skip`` drops the bad lines and returns them (counted and reported by the caller)."""
+    table = parse_image_pair_jsonl(path, image_dir, data_format)
+    problems = table.problems + check_images(table)
+    fatal = [p for p in problems if p.line is None]
+    if fatal or (problems and on_bad_sample == "error"):
+        raise DataValidationError(problems)
+    bad_lines = {p.line for p in problems}
+    table.pairs = [pair for pair in table.pairs if pair.line not in bad_lines]
+    if max_samples is not None:
+        table.pairs = table.pairs[:max_samples]
+    return table, problems

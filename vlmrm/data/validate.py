@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlmrm.constants import LABEL_VALUES
 from vlmrm.data.problems import DataValidationError, Problem, count_by_kind, errors
 from vlmrm.data.video import (
     FrameSampling,
@@ -162,6 +163,8 @@ def validate_video_pairs(
 def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport]:
     """Validate ``meta_data`` and ``meta_data_test`` of a run; raise before any model is loaded."""
     data = run_config.data
+    if data.is_image_data():
+        return [validate_image_run_data(data, path) for path in (data.meta_data, data.meta_data_test) if path]
     sampling = FrameSampling.from_data_config(data)
     backend = resolve_backend(data.video_backend)
     reports = []
@@ -179,6 +182,46 @@ def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport
     if found:
         raise DataValidationError(found)
     return reports
+
+
+def validate_image_pairs(path: str | Path, image_dir=None, data_format: str = "auto") -> ValidationReport:
+    """Every bad line of a JSONL image-pair file (JSON, fields, ranking, images), plus label counts."""
+    from vlmrm.data.image_pairs import check_images, parse_image_pair_jsonl
+
+    table = parse_image_pair_jsonl(path, image_dir, data_format)
+    report = ValidationReport(str(path), table.problems + check_images(table))
+    bad = {p.line for p in report.problems}
+    names = {value: name for name, value in LABEL_VALUES.items()}
+    labels = {name: 0 for name in LABEL_VALUES}
+    schemas: dict[str, int] = {}
+    for pair in table.pairs:
+        labels[names[pair.label]] += 1
+        schemas[pair.schema] = schemas.get(pair.schema, 0) + 1
+    report.summary = {
+        "lines": table.total_lines,
+        "pairs": len(table.pairs),
+        "bad_lines": len(bad),
+        "schemas": schemas,
+        "labels": labels,
+        "problems": count_by_kind(report.problems),
+    }
+    return report
+
+
+def validate_image_run_data(data, path: str) -> ValidationReport:
+    """Validate one JSONL of a run; bad lines stop it (``on_bad_sample: error``) or are skipped and counted."""
+    report = validate_image_pairs(
+        path, data.image_dir, data.data_format if data.data_format != "auto" else "auto"
+    )
+    for problem in report.problems:
+        (logger.error if data.on_bad_sample == "error" else logger.warning)("%s", problem)
+    logger.info("%s: %s", path, json.dumps(report.summary))
+    fatal = [p for p in report.problems if p.line is None]
+    if fatal or (report.problems and data.on_bad_sample == "error"):
+        raise DataValidationError(report.problems)
+    if report.problems:
+        logger.warning("%s: skipping %d bad line(s) (on_bad_sample: skip)", path, report.summary["bad_lines"])
+    return report
 
 
 def _parser() -> argparse.ArgumentParser:

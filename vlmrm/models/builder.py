@@ -84,6 +84,7 @@ def build_spec(model_cfg, data_cfg, training_args, reward_token_ids: list[int]) 
         learn_tie_k=training_args.learn_tie_k,
         prompt_template_type=data_cfg.prompt_template_type,
         video_position=data_cfg.video_position,
+        image_size=data_cfg.image_size(),
         max_length=training_args.max_length,
         base_model_name_or_path=model_cfg.model_name_or_path,
         sampling={**sampling.__dict__, "video_backend": data_cfg.video_backend},

@@ -65,6 +65,7 @@ class RewardSpec:
     prompt_template_type: str = "simple"
     video_position: str = "before_text"
     max_length: int | None = None
+    image_size: dict[str, int] | None = None
     base_model_name_or_path: str | None = None
     sampling: dict[str, Any] = field(default_factory=dict)
     normalization: dict[str, dict[str, float]] | None = None

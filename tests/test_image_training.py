@@ -1,0 +1,83 @@
+"""Image-pair reward models end to end on the tiny Qwen2.5-VL: synthetic JSONL data, learning, bad images."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlmrm.config import parse_config
+from vlmrm.data.image_pairs import parse_image_pair_jsonl
+from vlmrm.data.problems import DataValidationError
+from vlmrm.synthetic import PALETTE
+from vlmrm.synthetic_images import SyntheticImageConfig, generate_image_pairs
+from vlmrm.tiny import tiny_checkpoint
+from vlmrm.train import run_training
+
+IMAGE_CONFIG = "training_configs/image_quickstart_cpu.yaml"
+
+
+def named_colour(text: str) -> str:
+    return next(word for word in text.split() if word in PALETTE)
+
+
+def drawn_colour(path) -> str:
+    """The palette colour nearest to the image's most saturated pixel (the object; background is grey)."""
+    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(float)
+    object_pixel = pixels[np.argmax(pixels.max(axis=1) - pixels.min(axis=1))]
+    return min(PALETTE, key=lambda c: np.linalg.norm(object_pixel - PALETTE[c]))
+
+
+def test_synthetic_images_follow_the_rule_in_every_schema(tmp_path):
+    out = generate_image_pairs(SyntheticImageConfig(tmp_path / "img", num_train=30, num_test=6, seed=1))
+    table = parse_image_pair_jsonl(out / "train.jsonl")
+    assert table.problems == [] and len(table.pairs) == 30
+    assert {p.schema for p in table.pairs} == {"ranking", "chosen_rejected", "image_preference"}
+    for pair in table.pairs:
+        if pair.schema == "image_preference":  # the image showing the prompt's colour is better
+            shown = [
+                drawn_colour(side.images[0].path) == named_colour(pair.prompt)
+                for side in (pair.side_a, pair.side_b)
+            ]
+        else:  # the response naming the drawn colour is better
+            drawn = drawn_colour(pair.side_a.images[0].path)
+            shown = [named_colour(side.response) == drawn for side in (pair.side_a, pair.side_b)]
+        assert pair.label == {(True, False): 1, (False, True): -1, (True, True): 0}[tuple(shown)]
+
+
+def image_run(data, out, tiny_cache, **overrides):
+    values = {
+        "model_name_or_path": str(tiny_checkpoint("qwen2_5_vl", cache_dir=tiny_cache)),
+        "meta_data": str(data / "train.jsonl"),
+        "meta_data_test": str(data / "test.jsonl"),
+        "output_dir": str(out),
+        "use_cpu": True,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        **overrides,
+    }
+    return parse_config(IMAGE_CONFIG, values=values)
+
+
+@pytest.mark.slow
+def test_one_bad_image_in_100_fails_or_is_skipped_and_counted(tiny_cache, tmp_path):
+    data = generate_image_pairs(SyntheticImageConfig(tmp_path / "img", num_train=100, num_test=6))
+    bad = json.loads((data / "train.jsonl").read_text().splitlines()[40])["images"][
+        0
+    ]  # line 41, chosen_rejected
+    (data / bad).write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataValidationError) as err:
+        run_training(image_run(data, tmp_path / "err", tiny_cache))
+    assert f"{data / 'train.jsonl'}:41 [image]: cannot decode image" in str(err.value)
+    assert "1 data problem(s)" in str(err.value)
+    metrics = run_training(image_run(data, tmp_path / "skip", tiny_cache, on_bad_sample="skip", max_steps=1))
+    assert metrics["skipped_pairs_train.jsonl"] == 1 and "skipped_pairs_test.jsonl" not in metrics
+
+
+@pytest.mark.slow
+def test_tiny_qwen2_5_vl_learns_the_image_rule(tiny_cache, tmp_path):
+    """The acceptance bar itself (0.90 held-out), reached in one epoch of 2000 pairs (~1 min)."""
+    data = generate_image_pairs(SyntheticImageConfig(tmp_path / "img", num_train=2000, num_test=200))
+    cfg = image_run(data, tmp_path / "out", tiny_cache, num_train_epochs=1, per_device_train_batch_size=16)
+    metrics = run_training(cfg)
+    assert metrics["eval_accuracy_preference"] >= 0.90, metrics

@@ -1,0 +1,135 @@
+"""Synthetic image-preference pairs in the three JSONL schemas, with a rule a tiny model can learn.
+
+Each image is one coloured square or circle on grey (the palette and shapes of
+:mod:`vlmrm.synthetic`). The rule: **a response (or an image) that names the colour actually drawn
+is better**. Wrong answers name another palette colour with the same shape, so the colour is the only
+thing that decides. Per split, pairs cycle through the schemas:
+
+- ``ranking``: ``{"id", "query", "image", "response": [r1, r2], "human_ranking"}``; ties (both
+  responses right, worded differently) with probability ``tie_fraction``;
+- ``chosen_rejected``: ``{"prompt", "chosen", "rejected", "images": [path]}``;
+- ``image_preference``: ``{"prompt": "a red square", "image_A", "image_B", "label"}``; ``same`` when
+  both images show the named colour.
+
+Usage: ``python -m vlmrm.synthetic_images --out DIR [--num_train 2000 --num_test 200 --seed 0]``
+writes ``DIR/images/*.png``, ``DIR/train.jsonl``, ``DIR/test.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vlmrm.synthetic import BACKGROUND_RGB, PALETTE, SHAPES
+
+IMAGE_SIZE = 56  # 2 x 2 merged tokens of 28 px at the tiny models' patch 14 x merge 2
+IMAGE_OBJECT_FRACTION = 0.5  # object side / image side: about one merged token, as for the video rule
+SCHEMA_CYCLE = ("ranking", "chosen_rejected", "image_preference")
+QUERY = "What is shown?"
+ANSWER_FORMS = ("a {colour} {shape}", "the {colour} {shape}")
+
+
+@dataclass(frozen=True)
+class SyntheticImageConfig:
+    out_dir: Path
+    num_train: int = 2000
+    num_test: int = 200
+    tie_fraction: float = 0.1
+    seed: int = 0
+
+
+def draw_image(colour: str, shape: str, rng: np.random.Generator) -> Image.Image:
+    side = round(IMAGE_OBJECT_FRACTION * IMAGE_SIZE)
+    x, y = rng.integers(0, IMAGE_SIZE - side + 1, size=2)
+    pixels = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    pixels[:] = BACKGROUND_RGB
+    yy, xx = np.mgrid[:side, :side] + 0.5
+    stamp = (
+        np.ones((side, side), bool)
+        if shape == "square"
+        else (yy - side / 2) ** 2 + (xx - side / 2) ** 2 <= (side / 2) ** 2
+    )
+    pixels[y : y + side, x : x + side][stamp] = PALETTE[colour]
+    return Image.fromarray(pixels)
+
+
+def _record(split: str, index: int, images: Path, rng: np.random.Generator, tie_fraction: float) -> dict:
+    schema = SCHEMA_CYCLE[index % len(SCHEMA_CYCLE)]
+    colour = str(rng.choice(list(PALETTE)))
+    other = str(rng.choice([c for c in PALETTE if c != colour]))
+    shape = str(rng.choice(SHAPES))
+    right, wrong = (ANSWER_FORMS[0].format(colour=c, shape=shape) for c in (colour, other))
+
+    def save(name: str, drawn: str) -> str:
+        draw_image(drawn, shape, rng).save(images / f"{split}_{index:05d}_{name}.png")
+        return f"images/{split}_{index:05d}_{name}.png"
+
+    tie = bool(rng.random() < tie_fraction)
+    if schema == "ranking":
+        image = save("x", colour)
+        if tie:
+            return {
+                "id": f"{split}-{index}",
+                "query": QUERY,
+                "image": image,
+                "response": [right, ANSWER_FORMS[1].format(colour=colour, shape=shape)],
+                "human_ranking": [0, 0],
+            }
+        first_right = bool(rng.random() < 0.5)
+        responses, ranking = ([right, wrong], [0, 1]) if first_right else ([wrong, right], [1, 0])
+        return {
+            "id": f"{split}-{index}",
+            "query": QUERY,
+            "image": image,
+            "response": responses,
+            "human_ranking": ranking,
+        }
+    if schema == "chosen_rejected":
+        return {"prompt": QUERY, "chosen": right, "rejected": wrong, "images": [save("x", colour)]}
+    if tie:
+        return {"prompt": right, "image_A": save("A", colour), "image_B": save("B", colour), "label": "same"}
+    a_right = bool(rng.random() < 0.5)
+    return {
+        "prompt": right,
+        "image_A": save("A", colour if a_right else other),
+        "image_B": save("B", other if a_right else colour),
+        "label": "A" if a_right else "B",
+    }
+
+
+def generate_image_pairs(config: SyntheticImageConfig) -> Path:
+    out = Path(config.out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", config.num_train), ("test", config.num_test)):
+        rng = np.random.default_rng([config.seed, ("train", "test").index(split)])
+        with (out / f"{split}.jsonl").open("w") as handle:
+            for index in range(count):
+                handle.write(
+                    json.dumps(_record(split, index, out / "images", rng, config.tie_fraction)) + "\n"
+                )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m vlmrm.synthetic_images", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--num_train", type=int, default=2000)
+    parser.add_argument("--num_test", type=int, default=200)
+    parser.add_argument("--tie_fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = generate_image_pairs(
+        SyntheticImageConfig(args.out, args.num_train, args.num_test, args.tie_fraction, args.seed)
+    )
+    print(f"wrote {args.num_train} + {args.num_test} image pairs to {out}")
+
+
+if __name__ == "__main__":
+    main()
