@@ -123,3 +123,36 @@ def test_image_dir_and_missing_file(images, tmp_path):
     assert table.pairs[0].side_a.images[0].path == images / "red.png" and check_images(table) == []
     missing = parse_image_pair_jsonl(tmp_path / "none.jsonl")
     assert "JSONL file not found" in str(missing.problems[0])
+
+
+def test_irrelevant_pairs_follow_the_rule_and_the_seed(tmp_path):
+    from vlmrm.data.image_pairs import ImagePairDataset, matched_text
+    from vlmrm.synthetic_images import SyntheticImageConfig, generate_image_pairs
+
+    data = generate_image_pairs(SyntheticImageConfig(tmp_path / "img", num_train=24, num_test=0))
+    table = parse_image_pair_jsonl(data / "train.jsonl")
+    dataset = ImagePairDataset(table, irrelevant_pairs=2, seed=7)
+    for index in range(len(dataset)):
+        items = dataset[index]["irrelevant"]
+        assert len(items) == 2
+        pair = table.pairs[index]
+        prompt, response = matched_text(pair)
+        for item in items:
+            assert (item["prompt"], item["response"]) == (prompt, response)
+            unrelated = [p for p in table.pairs if matched_text(p) != (prompt, response)]
+            assert any(
+                np.array_equal(np.asarray(item["unrelated"][0]), np.asarray(side.images[0].open()))
+                for p in unrelated
+                for side in (p.side_a, p.side_b)
+            )
+    again = ImagePairDataset(table, irrelevant_pairs=2, seed=7)
+    same = [np.asarray(i["unrelated"][0]) for i in again[3]["irrelevant"]]
+    assert all(
+        np.array_equal(a, np.asarray(b["unrelated"][0])) for a, b in zip(same, dataset[3]["irrelevant"])
+    )
+    # a new draw each epoch (deterministic per seed and epoch)
+    draws = set()
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        draws |= {np.asarray(i["unrelated"][0]).tobytes() for i in dataset[3]["irrelevant"]}
+    assert len(draws) > 2

@@ -91,7 +91,9 @@ class ModelConfig:
 class DataConfig:
     """Where the preference data lives and how videos are sampled (qwen-vl-utils rules)."""
 
-    meta_data: str | None = _opt(None, "Training CSV (path_A,path_B,prompt,<dims>,fps_A,...).")
+    meta_data: str | None = _opt(
+        None, "Training data: CSV video pairs or JSONL image pairs.", aliases=["dataset_path"]
+    )
     meta_data_test: str | None = _opt(None, "Held-out CSV in the same format.")
     data_dir: str | None = _opt(
         None, "Folder the CSV's relative video paths are resolved against; unset = the CSV's folder."
@@ -130,6 +132,12 @@ class DataConfig:
         None, "Folder relative image paths of JSONL data resolve against (default: its folder)."
     )
     max_train_samples: int | None = _opt(None, "Train on the first N pairs only (None = all).")
+    use_irrelevant_queries: bool = _opt(
+        False, "Image data: add irrelevant-query pairs (matched image above an unrelated one, same text)."
+    )
+    num_irrelevant_pairs: int = _opt(
+        1, "Irrelevant pairs per sample (training with use_irrelevant_queries; evaluation always, when > 0)."
+    )
     on_bad_sample: Literal["error", "skip"] = _opt(
         "error",
         "Image data: a bad line or image stops the run before training (error) or is skipped and counted.",
@@ -178,6 +186,10 @@ class DataConfig:
             )
 
 
+BEST_MODEL_METRIC = "accuracy_mean"
+"""Default for load_best_model_at_end / early stopping: mean held-out accuracy over the dimensions."""
+
+
 @dataclass
 class RewardTrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus the reward-model options of VideoAlign and TRL's RewardConfig."""
@@ -201,6 +213,21 @@ class RewardTrainingArguments(TrainingArguments):
     eval_epochs: float | None = _opt(None, "Evaluate every this fraction of an epoch (overrides eval_steps).")
     save_epochs: float | None = _opt(None, "Save every this fraction of an epoch (overrides save_steps).")
     save_full_model: bool = _opt(False, "Also save the merged full model, not only adapters/head.")
+    irrelevant_loss_weight: float = _opt(1.0, "Weight of the BT loss of irrelevant-query pairs.")
+    use_margin_loss: bool = _opt(False, "Scorer-reference name for loss_type: margin (with `margin`).")
+    score_min: float | None = _opt(None, "Lower end of the reward range (soft clamp, see RewardHead).")
+    score_max: float | None = _opt(None, "Upper end of the reward range (soft clamp, see RewardHead).")
+    disable_dropout: bool = _opt(False, "Set every dropout probability of the model to 0 (as TRL does).")
+    experiment_name: str | None = _opt(
+        None, "Write the run to output_dir/<experiment_name>_<YYYYmmdd_HHMMSS> (a new folder every run)."
+    )
+    early_stopping_patience: int | None = _opt(
+        None, "Stop after this many evaluations without improvement of metric_for_best_model."
+    )
+    early_stopping_threshold: float = _opt(0.0, "Smallest improvement that counts for early stopping.")
+    load_weights_only: bool = _opt(
+        False, "With resume_from_checkpoint: take the weights only; fresh optimizer, scheduler and step 0."
+    )
     normalization_pairs: int | None = _opt(
         None,
         "After training, store each dimension's reward mean/std over this many training pairs (both "
@@ -221,6 +248,19 @@ class RewardTrainingArguments(TrainingArguments):
             self.warmup_steps = self.warmup_ratio
         if self.tie_k <= 1:
             raise ConfigError(f"tie_k: the Rao-Kupper parameter must be > 1, got {self.tie_k}")
+        if self.use_margin_loss:
+            self.loss_type = "margin"
+        if (self.score_min is None) != (self.score_max is None) or (
+            self.score_min is not None and self.score_min >= self.score_max
+        ):
+            raise ConfigError(
+                f"score_min / score_max: give both, min < max (got {self.score_min}, {self.score_max})"
+            )
+        if self.early_stopping_patience is not None or self.load_best_model_at_end:
+            self.load_best_model_at_end = True
+            self.metric_for_best_model = self.metric_for_best_model or BEST_MODEL_METRIC
+            if self.metric_for_best_model == BEST_MODEL_METRIC:
+                self.greater_is_better = True
         for name in ("logging_epochs", "eval_epochs", "save_epochs"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -135,7 +135,8 @@ def preference_metrics(
     normalization: dict | None = None,
 ) -> dict[str, float]:
     """Per-dimension metrics, keys ``<metric>_<dim>`` (see :func:`dimension_metrics`), plus the same
-    for ``Overall`` when the data has an Overall label per pair.
+    for ``Overall`` when the data has an Overall label per pair, and ``accuracy_mean`` (mean accuracy
+    over the dimensions: the default metric for the best model and early stopping).
 
     Args:
         rewards_a, rewards_b, labels: (N, D) arrays, D = len(eval_dim); labels in {+1, -1, 0}.
@@ -155,6 +156,10 @@ def preference_metrics(
     for dim, (margin, label) in columns.items():
         for name, value in dimension_metrics(margin, label).items():
             metrics[f"{name}_{dim}"] = value
+    accuracies = [
+        metrics[f"accuracy_{dim}"] for dim in eval_dim if not math.isnan(metrics[f"accuracy_{dim}"])
+    ]
+    metrics["accuracy_mean"] = float(np.mean(accuracies)) if accuracies else float("nan")
     return metrics
 
 

@@ -41,6 +41,10 @@ class SyntheticImageConfig:
     num_test: int = 200
     tie_fraction: float = 0.1
     seed: int = 0
+    schemas: tuple[str, ...] = SCHEMA_CYCLE
+    text_shortcut: bool = False
+    """Right answers say "the ...", wrong ones "a ...": preference is then learnable from the text
+    alone, the failure irrelevant-query augmentation exists for (a model that ignores the image)."""
 
 
 def draw_image(colour: str, shape: str, rng: np.random.Generator) -> Image.Image:
@@ -58,12 +62,15 @@ def draw_image(colour: str, shape: str, rng: np.random.Generator) -> Image.Image
     return Image.fromarray(pixels)
 
 
-def _record(split: str, index: int, images: Path, rng: np.random.Generator, tie_fraction: float) -> dict:
-    schema = SCHEMA_CYCLE[index % len(SCHEMA_CYCLE)]
+def _record(split: str, index: int, images: Path, rng: np.random.Generator, config) -> dict:
+    tie_fraction = config.tie_fraction
+    schema = config.schemas[index % len(config.schemas)]
     colour = str(rng.choice(list(PALETTE)))
     other = str(rng.choice([c for c in PALETTE if c != colour]))
     shape = str(rng.choice(SHAPES))
-    right, wrong = (ANSWER_FORMS[0].format(colour=c, shape=shape) for c in (colour, other))
+    right_form = ANSWER_FORMS[1] if config.text_shortcut else ANSWER_FORMS[0]
+    right = right_form.format(colour=colour, shape=shape)
+    wrong = ANSWER_FORMS[0].format(colour=other, shape=shape)
 
     def save(name: str, drawn: str) -> str:
         draw_image(drawn, shape, rng).save(images / f"{split}_{index:05d}_{name}.png")
@@ -109,9 +116,7 @@ def generate_image_pairs(config: SyntheticImageConfig) -> Path:
         rng = np.random.default_rng([config.seed, ("train", "test").index(split)])
         with (out / f"{split}.jsonl").open("w") as handle:
             for index in range(count):
-                handle.write(
-                    json.dumps(_record(split, index, out / "images", rng, config.tie_fraction)) + "\n"
-                )
+                handle.write(json.dumps(_record(split, index, out / "images", rng, config)) + "\n")
     return out
 
 
@@ -124,10 +129,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_test", type=int, default=200)
     parser.add_argument("--tie_fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--schemas", nargs="+", default=list(SCHEMA_CYCLE), choices=SCHEMA_CYCLE)
+    parser.add_argument("--text_shortcut", action="store_true", help="right answers say 'the', wrong 'a'")
     args = parser.parse_args(argv)
-    out = generate_image_pairs(
-        SyntheticImageConfig(args.out, args.num_train, args.num_test, args.tie_fraction, args.seed)
+    config = SyntheticImageConfig(
+        args.out,
+        args.num_train,
+        args.num_test,
+        args.tie_fraction,
+        args.seed,
+        tuple(args.schemas),
+        args.text_shortcut,
     )
+    out = generate_image_pairs(config)
     print(f"wrote {args.num_train} + {args.num_test} image pairs to {out}")
 
 

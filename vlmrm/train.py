@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Subset
-from transformers import TrainerCallback, set_seed
+from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
 from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from vlmrm.config import ConfigError, RunConfig
@@ -103,13 +105,13 @@ def build_image_datasets(cfg: RunConfig):
     """JSONL image pairs; bad lines were reported by validation, here only skipped (``on_bad_sample``)."""
     data = cfg.data
 
-    def dataset(path, max_samples=None):
-        schema = data.data_format if data.data_format != "auto" else "auto"
-        table, _ = load_image_pairs(path, data.image_dir, schema, data.on_bad_sample, max_samples)
-        return ImagePairDataset(table)
+    def dataset(path, irrelevant_pairs, max_samples=None):
+        table, _ = load_image_pairs(path, data.image_dir, data.data_format, data.on_bad_sample, max_samples)
+        return ImagePairDataset(table, irrelevant_pairs, cfg.training.seed)
 
-    train = dataset(data.meta_data, data.max_train_samples)
-    return train, dataset(data.meta_data_test) if data.meta_data_test else None
+    train_irrelevant = data.num_irrelevant_pairs if data.use_irrelevant_queries else 0
+    train = dataset(data.meta_data, train_irrelevant, data.max_train_samples)
+    return train, dataset(data.meta_data_test, data.num_irrelevant_pairs) if data.meta_data_test else None
 
 
 class SaveRewardConfigCallback(TrainerCallback):
@@ -210,6 +212,13 @@ def reward_normalization(trainer, dataset, eval_dim: list[str], max_pairs: int |
     }
 
 
+def early_stopping(args) -> list:
+    """HF's ``EarlyStoppingCallback`` on ``metric_for_best_model`` when a patience is set."""
+    if args.early_stopping_patience is None:
+        return []
+    return [EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)]
+
+
 def skipped_counts(reports) -> dict[str, int]:
     """``skipped_pairs_<file name>`` for every data file whose bad lines were skipped (``on_bad_sample: skip``)."""
     counts = {}
@@ -221,15 +230,63 @@ def skipped_counts(reports) -> dict[str, int]:
     return counts
 
 
-def run_training(cfg: RunConfig) -> dict:
-    """Validate, build, train, save, evaluate. Returns the final evaluation metrics."""
+def experiment_output_dir(args) -> None:
+    """``experiment_name`` -> ``output_dir/<name>_<YYYYmmdd_HHMMSS>``, one timestamp for all ranks
+    (rank 0's, broadcast), and a suffix rather than reusing a folder: a run never overwrites another."""
+    if not args.experiment_name:
+        return
+    stamp = [time.strftime("%Y%m%d_%H%M%S")]
+    if args.world_size > 1 and torch.distributed.is_initialized():
+        torch.distributed.broadcast_object_list(stamp, src=0)
+    base = Path(args.output_dir) / f"{args.experiment_name}_{stamp[0]}"
+    folder, suffix = base, 1
+    while args.process_index == 0 and folder.exists():
+        folder, suffix = base.with_name(f"{base.name}_{suffix}"), suffix + 1
+    if args.world_size > 1 and torch.distributed.is_initialized():
+        chosen = [str(folder)]
+        torch.distributed.broadcast_object_list(chosen, src=0)
+        folder = Path(chosen[0])
+    args.output_dir = str(folder)
+    args.logging_dir = str(folder / "runs")
+    logger.info("experiment %s -> %s", args.experiment_name, folder)
+
+
+def load_initial_weights(model, checkpoint: str) -> None:
+    """``load_weights_only``: the checkpoint's trained weights into the freshly built model (full or
+    PEFT adapter); optimizer, scheduler and step start fresh because Trainer is not told to resume."""
+    from vlmrm.models.builder import load_saved_weights, saved_weight_files
+
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
+    elif saved_weight_files(checkpoint):
+        load_saved_weights(model, checkpoint)
+    else:
+        raise ConfigError(
+            f"resume_from_checkpoint {checkpoint}: no model weights to load (load_weights_only)"
+        )
+    logger.info("loaded weights only from %s (fresh optimizer, scheduler, step 0)", checkpoint)
+
+
+def run_training(cfg: RunConfig, callbacks=()) -> dict:
+    """Validate, build, train, save, evaluate. Returns the final evaluation metrics.
+
+    ``callbacks``: extra ``TrainerCallback``s, run before vlmrm's own (early stopping comes last, so
+    it sees what they did to the metrics)."""
     check_run_config(cfg)
     reports = validate_run_data(cfg)
     train_report = reports[0]
     args = cfg.training
     set_seed(args.seed)
     init_deepspeed_comm(args)
+    experiment_output_dir(args)
     model, processor = build_reward_model(cfg.model, cfg.data, args)
+    if args.disable_dropout:
+        from trl.trainer.utils import disable_dropout_in_model
+
+        disable_dropout_in_model(model)
     family = family_for(model.config)
     spec = model.reward_spec
     spec.training_videos = {
@@ -254,9 +311,18 @@ def run_training(cfg: RunConfig) -> dict:
         processor,
         train_dataset,
         eval_dataset,
-        callbacks=[EpochSetterCallback(train_dataset), SaveRewardConfigCallback(backbone_config)],
+        callbacks=[
+            *callbacks,
+            EpochSetterCallback(train_dataset),
+            SaveRewardConfigCallback(backbone_config),
+            *early_stopping(args),
+        ],
     )
-    trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, args.output_dir))
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    if resume and args.load_weights_only:
+        load_initial_weights(model, resume)
+        resume = None
+    trainer.train(resume_from_checkpoint=resume)
     if args.normalization_pairs != 0:
         spec.normalization = reward_normalization(
             trainer, train_dataset, cfg.data.eval_dim, args.normalization_pairs

@@ -14,8 +14,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import _is_peft_model
 
-from vlmrm.data.collator import split_pair_batch
-from vlmrm.losses import pair_loss, preference_accuracy
+from vlmrm.data.collator import split_rows
+from vlmrm.losses import bt_loss, pair_loss, preference_accuracy
 from vlmrm.metrics import preference_metrics
 from vlmrm.models.builder import load_saved_weights, saved_weight_files
 from vlmrm.models.families import ModelFamily
@@ -23,7 +23,7 @@ from vlmrm.models.trainable import optimizer_param_groups
 
 logger = logging.getLogger(__name__)
 
-NON_MODEL_KEYS = ("labels", "pair_ids", "margin")
+NON_MODEL_KEYS = ("labels", "pair_ids", "margin", "num_irrelevant")
 
 
 class RewardTrainer(Trainer):
@@ -48,35 +48,57 @@ class RewardTrainer(Trainer):
 
     # --- loss ---------------------------------------------------------------------------------
 
-    def pair_rewards(self, model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]:
-        """(B, D) rewards of the A videos and of the B videos, and the tie k: one merged forward or two."""
+    def pair_rewards(self, model, inputs: dict):
+        """(B, D) rewards of the A and of the B sides, the tie k, and for irrelevant-query rows the
+        (K, D) rewards of the matched and of the unrelated images (else None): one merged forward or
+        one forward per row group."""
         model_inputs = {k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS}
+        pairs = inputs["labels"].shape[0]
+        extra = int(inputs.get("num_irrelevant", 0))
+        sizes = [pairs, pairs] + ([extra, extra] if extra else [])
         if self.args.merge_pair_forward:
             outputs = model(**model_inputs)
-            rewards_a, rewards_b = outputs.rewards.chunk(2, dim=0)  # (2B, D) -> 2 x (B, D)
+            groups = outputs.rewards.split(sizes, dim=0)
         else:
-            side_a, side_b = split_pair_batch(model_inputs)
-            outputs = model(**side_a)
-            rewards_a, rewards_b = outputs.rewards, model(**side_b).rewards
+            results = [model(**part) for part in split_rows(model_inputs, sizes)]
+            outputs, groups = results[0], [r.rewards for r in results]
         tie_k = outputs.tie_k if outputs.tie_k is not None else self.args.tie_k
-        return rewards_a, rewards_b, tie_k
+        irrelevant = (groups[2], groups[3]) if extra else None
+        return groups[0], groups[1], tie_k, irrelevant
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        rewards_a, rewards_b, tie_k = self.pair_rewards(model, inputs)
+        rewards_a, rewards_b, tie_k, irrelevant = self.pair_rewards(model, inputs)
         labels = inputs["labels"].to(rewards_a.dtype)
         margin = inputs.get("margin", self.args.margin)
         result = pair_loss(self.args.loss_type, rewards_a, rewards_b, labels, tie_k=tie_k, margin=margin)
-        self._record(rewards_a, rewards_b, labels, result)
+        loss = result.loss
+        irrelevant_loss = None
+        if irrelevant is not None:
+            matched, unrelated = irrelevant
+            irrelevant_loss = bt_loss(matched, unrelated, torch.ones_like(matched)).loss
+            if model.training:  # evaluation reports it apart, so eval_loss stays comparable with it off
+                loss = loss + self.args.irrelevant_loss_weight * irrelevant_loss
+        self._record(rewards_a, rewards_b, labels, result, irrelevant, irrelevant_loss)
         if return_outputs:
-            return result.loss, {"rewards_a": rewards_a, "rewards_b": rewards_b}
-        return result.loss
+            return loss, {"rewards_a": rewards_a, "rewards_b": rewards_b}
+        return loss
 
     @torch.no_grad()
-    def _record(self, rewards_a, rewards_b, labels, result) -> None:
-        """Accumulate per-dimension loss sums and accuracy counts until the next ``log``."""
+    def _record(self, rewards_a, rewards_b, labels, result, irrelevant=None, irrelevant_loss=None) -> None:
+        """Accumulate per-dimension loss sums and accuracy counts until the next ``log``; irrelevant-
+        query pairs under ``loss_irrelevant`` / ``accuracy_irrelevant`` (matched above unrelated)."""
         mode = "train" if self.model.training else "eval"
         accuracy, counts = preference_accuracy(rewards_a, rewards_b, labels)
         sums = self._sums[mode]
+        if irrelevant is not None:
+            matched, unrelated = irrelevant
+            count = float(matched.numel())
+            sums["loss_irrelevant:sum"] = sums["loss_irrelevant:sum"] + irrelevant_loss.detach() * count
+            sums["loss_irrelevant:n"] = sums["loss_irrelevant:n"] + count
+            sums["accuracy_irrelevant:sum"] = (
+                sums["accuracy_irrelevant:sum"] + (matched > unrelated).sum().float()
+            )
+            sums["accuracy_irrelevant:n"] = sums["accuracy_irrelevant:n"] + count
         for d, dim in enumerate(self.eval_dim):
             valid = result.num_valid[d].float()
             sums[f"loss_{dim}:sum"] = (

@@ -11,6 +11,8 @@ first half is one side, the second half the other, so ``torch.chunk(rewards, 2)`
 ``video_grid_thw``          (2B, 3) frames/temporal_patch, height/patch, width/patch per video
 ``labels``                  (B, D) float, y in {+1 A better, -1 B better, 0 tie} per eval_dim
 ``pair_ids``                (B,) long, the CSV data-row of each pair (for error messages)
+``num_irrelevant``          K, only with irrelevant-query pairs: rows 2B..2B+K-1 are matched
+                            (image, text), rows 2B+K..2B+2K-1 the same texts with unrelated images
 ==========================  ===============================================================
 
 Frames arrive already sampled and resized (``vlmrm.data.video``) so the video processor is told
@@ -106,13 +108,19 @@ class PairCollator:
         if "video_A" in features[0]:
             batch = self.encode(prompts, videos=[f[f"video_{side}"] for side in PAIR_SIDES for f in features])
         else:
+            extra = [item for f in features for item in f.get("irrelevant", [])]
             batch = self.encode(
-                prompts,
-                images=[f[f"images_{side}"] for side in PAIR_SIDES for f in features],
-                responses=[f.get(f"response_{side}") for side in PAIR_SIDES for f in features],
+                prompts + [i["prompt"] for i in extra] * 2,
+                images=[f[f"images_{side}"] for side in PAIR_SIDES for f in features]
+                + [i["matched"] for i in extra]
+                + [i["unrelated"] for i in extra],
+                responses=[f.get(f"response_{side}") for side in PAIR_SIDES for f in features]
+                + [i["response"] for i in extra] * 2,
             )
+            if extra:
+                batch["num_irrelevant"] = torch.tensor(len(extra))
         pair_ids = torch.tensor([f["pair_id"] for f in features], dtype=torch.long)
-        self._check_length(batch["attention_mask"], pair_ids)
+        self._check_length(batch["attention_mask"][: len(PAIR_SIDES) * len(features)], pair_ids)
         batch["labels"] = torch.stack([f["labels"] for f in features])
         batch["pair_ids"] = pair_ids
         return batch
@@ -139,25 +147,26 @@ ROW_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "second_per_grid
 VISUAL_KEYS = {"video_grid_thw": "pixel_values_videos", "image_grid_thw": "pixel_values"}
 
 
-def split_pair_batch(batch: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """Split a collated pair batch into its A half and its B half (two model batches).
+def split_rows(batch: dict[str, torch.Tensor], sizes: list[int]) -> list[dict]:
+    """Split a collated batch into consecutive row groups of ``sizes`` (model batches).
 
-    Rows split at B; the flat patch tensors split after the patches of the first B visuals
+    Rows split by count; the flat patch tensors split after the patches of each group's visuals
     (patches per visual = t * h * w of its grid).
     """
-    pairs = batch["input_ids"].shape[0] // len(PAIR_SIDES)
-    halves: tuple[dict, dict] = ({}, {})
+    parts: list[dict] = [{} for _ in sizes]
+    bounds = [0]
+    for size in sizes:
+        bounds.append(bounds[-1] + size)
     for key in ROW_KEYS:
         if key in batch:
-            halves[0][key], halves[1][key] = batch[key][:pairs], batch[key][pairs:]
+            for part, start, end in zip(parts, bounds, bounds[1:]):
+                part[key] = batch[key][start:end]
     for grid_key, pixel_key in VISUAL_KEYS.items():
         if grid_key not in batch:
             continue
         grid = batch[grid_key]
-        first_patches = int(grid[:pairs].prod(dim=1).sum())
-        halves[0][grid_key], halves[1][grid_key] = grid[:pairs], grid[pairs:]
-        halves[0][pixel_key], halves[1][pixel_key] = (
-            batch[pixel_key][:first_patches],
-            batch[pixel_key][first_patches:],
-        )
-    return halves
+        patches = [0] + grid.prod(dim=1).cumsum(0).tolist()
+        for part, start, end in zip(parts, bounds, bounds[1:]):
+            part[grid_key] = grid[start:end]
+            part[pixel_key] = batch[pixel_key][int(patches[start]) : int(patches[end])]
+    return parts

@@ -27,6 +27,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -321,25 +322,70 @@ def _image_error(ref: ImageRef) -> str | None:
     return None
 
 
+def matched_side(pair: ImagePair) -> ImageSide:
+    """The side that fits its prompt best: the preferred one (A for a tie)."""
+    return pair.side_b if pair.label < 0 else pair.side_a
+
+
+def matched_text(pair: ImagePair) -> tuple[str, str | None]:
+    side = matched_side(pair)
+    return pair.prompt, side.response
+
+
 class ImagePairDataset(torch.utils.data.Dataset):
     """Opens the images of a pair in ``__getitem__`` (DataLoader workers do the decoding).
 
     Item: ``{"images_A": [PIL], "images_B": [PIL], "response_A": str | None, "response_B": ...,
-    "prompt": str, "labels": float tensor (1,), "pair_id": int (the JSONL line)}``.
+    "prompt": str, "labels": float tensor (1,), "pair_id": int (the JSONL line)}``, plus
+    ``"irrelevant": [{"matched": [PIL], "unrelated": [PIL], "prompt", "response"}, ...]`` with
+    ``irrelevant_pairs`` > 0.
+
+    Irrelevant-query pairs (the rule): for pair i, take its matched side (the preferred one; A for a
+    tie) with its prompt and response, and draw ``irrelevant_pairs`` other pairs j uniformly, without
+    replacement, among those whose matched (prompt, response) text differs from i's; each gives one
+    pair "i's images" vs "j's matched images", both under i's text, where i's images must score
+    higher. Draws come from ``numpy.random.default_rng([seed, epoch, i])``: the same for a seed on any
+    number of ranks or workers, new each epoch.
     """
 
-    def __init__(self, table: ImagePairTable):
+    def __init__(self, table: ImagePairTable, irrelevant_pairs: int = 0, seed: int = 0):
         self.table = table
+        self.irrelevant_pairs = irrelevant_pairs
+        self.seed = seed
+        self.epoch = 0
+        texts = [matched_text(p) for p in table.pairs]
+        self._text_ids = (
+            np.unique([repr(t) for t in texts], return_inverse=True)[1] if texts else np.array([])
+        )
 
     def __len__(self) -> int:
         return len(self.table.pairs)
 
     def set_epoch(self, epoch: int) -> None:
-        """Nothing is random per epoch for images; present so the trainer's epoch callback fits."""
+        self.epoch = epoch
+
+    def _irrelevant(self, index: int) -> list[dict]:
+        others = np.flatnonzero(self._text_ids != self._text_ids[index])
+        if not self.irrelevant_pairs or others.size == 0:
+            return []
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        chosen = rng.choice(others, size=min(self.irrelevant_pairs, others.size), replace=False)
+        pair = self.table.pairs[index]
+        prompt, response = matched_text(pair)
+        mine = [ref.open() for ref in matched_side(pair).images]
+        return [
+            {
+                "matched": mine,
+                "unrelated": [ref.open() for ref in matched_side(self.table.pairs[j]).images],
+                "prompt": prompt,
+                "response": response,
+            }
+            for j in chosen
+        ]
 
     def __getitem__(self, index: int) -> dict:
         pair = self.table.pairs[index]
-        return {
+        item = {
             "images_A": [ref.open() for ref in pair.side_a.images],
             "images_B": [ref.open() for ref in pair.side_b.images],
             "response_A": pair.side_a.response,
@@ -348,6 +394,9 @@ class ImagePairDataset(torch.utils.data.Dataset):
             "labels": torch.tensor([pair.label], dtype=torch.float32),
             "pair_id": pair.line,
         }
+        if self.irrelevant_pairs:
+            item["irrelevant"] = self._irrelevant(index)
+        return item
 
 
 def load_image_pairs(

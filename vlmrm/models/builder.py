@@ -85,6 +85,9 @@ def build_spec(model_cfg, data_cfg, training_args, reward_token_ids: list[int]) 
         prompt_template_type=data_cfg.prompt_template_type,
         video_position=data_cfg.video_position,
         image_size=data_cfg.image_size(),
+        score_range=(training_args.score_min, training_args.score_max)
+        if training_args.score_min is not None
+        else None,
         max_length=training_args.max_length,
         base_model_name_or_path=model_cfg.model_name_or_path,
         sampling={**sampling.__dict__, "video_backend": data_cfg.video_backend},

@@ -66,6 +66,7 @@ class RewardSpec:
     video_position: str = "before_text"
     max_length: int | None = None
     image_size: dict[str, int] | None = None
+    score_range: tuple[float, float] | None = None
     base_model_name_or_path: str | None = None
     sampling: dict[str, Any] = field(default_factory=dict)
     normalization: dict[str, dict[str, float]] | None = None
@@ -124,11 +125,28 @@ class RewardHead(nn.Module):
         else:
             raise ValueError(f"reward_head: unknown {kind!r}; choose linear or mlp")
 
-    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, pooled: torch.Tensor, score_range: tuple[float, float] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(head outputs, learned k per dimension or None). k is returned from ``forward`` so a
         PEFT ``modules_to_save`` copy of the head supplies its own (trained) value."""
         tie_k = learned_tie_k(self.tie_k_raw.float()) if hasattr(self, "tie_k_raw") else None
-        return self.layers(pooled), tie_k
+        outputs = self.layers(pooled)
+        if score_range is not None:
+            outputs = soft_clamp(outputs, *score_range)
+        return outputs, tie_k
+
+
+def soft_clamp(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """c + h * tanh((x - c) / h), c = (low + high) / 2, h = (high - low) / 2: rewards stay in (low, high).
+
+    Why not ``clamp``: a hard clamp has zero gradient outside the range, so a pair whose rewards are
+    both clamped stops learning for good. tanh is the identity near the centre (slope 1 at x = c),
+    saturates smoothly, and its gradient 1 - tanh^2 only vanishes asymptotically (0.0099 at three
+    half-widths outside the centre; float32 rounds it to 0 beyond about nine).
+    """
+    centre, half = (low + high) / 2, (high - low) / 2
+    return centre + half * torch.tanh((x - centre) / half)
 
 
 def pool_hidden_states(
@@ -241,7 +259,7 @@ class RewardModelMixin:
         outputs = self.model(**backbone_inputs, use_cache=False, return_dict=True)
         spec = self.reward_spec
         pooled = pool_hidden_states(outputs.last_hidden_state, input_ids, attention_mask, spec)
-        rewards, tie_k = self.rm_head(pooled)
+        rewards, tie_k = self.rm_head(pooled, tuple(spec.score_range) if spec.score_range else None)
         rewards = rewards.float()
         if spec.reward_token == "special":
             rewards = special_token_rewards(rewards)
