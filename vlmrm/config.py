@@ -261,10 +261,16 @@ class RewardTrainingArguments(TrainingArguments):
             self.metric_for_best_model = self.metric_for_best_model or BEST_MODEL_METRIC
             if self.metric_for_best_model == BEST_MODEL_METRIC:
                 self.greater_is_better = True
-        for name in ("logging_epochs", "eval_epochs", "save_epochs"):
+        for name, strategy in (
+            ("logging_epochs", "logging_strategy"),
+            ("eval_epochs", "eval_strategy"),
+            ("save_epochs", "save_strategy"),
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {value}")
+            if value is not None:  # the step interval is set once the data size is known (train.py)
+                setattr(self, strategy, "steps")
         super().__post_init__()
 
 
