@@ -156,3 +156,22 @@ def test_irrelevant_pairs_follow_the_rule_and_the_seed(tmp_path):
         dataset.set_epoch(epoch)
         draws |= {np.asarray(i["unrelated"][0]).tobytes() for i in dataset[3]["irrelevant"]}
     assert len(draws) > 2
+
+
+def test_validation_cli_reports_jsonl_lines(images, tmp_path):
+    import subprocess
+    import sys
+
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"prompt": "p", "image_A": "img/red.png", "image_B": "img/blue.png", "label": "A"},
+            {"prompt": "p", "image_A": "img/red.png", "image_B": "img/corrupt.png", "label": "B"},
+        ],
+    )
+    command = [sys.executable, "-m", "vlmrm.data.validate", "--file", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert f"{path}:2 [image]: cannot decode image" in result.stderr
+    summary = json.loads(result.stdout.splitlines()[0])
+    assert (summary["lines"], summary["pairs"], summary["bad_lines"]) == (2, 2, 1)

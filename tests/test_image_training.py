@@ -9,6 +9,7 @@ from PIL import Image
 from vlmrm.config import parse_config
 from vlmrm.data.image_pairs import parse_image_pair_jsonl
 from vlmrm.data.problems import DataValidationError
+from vlmrm.evaluate import parse_eval_config, run_evaluation
 from vlmrm.synthetic import PALETTE
 from vlmrm.synthetic_images import SyntheticImageConfig, generate_image_pairs
 from vlmrm.tiny import tiny_checkpoint
@@ -81,3 +82,21 @@ def test_tiny_qwen2_5_vl_learns_the_image_rule(tiny_cache, tmp_path):
     cfg = image_run(data, tmp_path / "out", tiny_cache, num_train_epochs=1, per_device_train_batch_size=16)
     metrics = run_training(cfg)
     assert metrics["eval_accuracy_preference"] >= 0.90, metrics
+
+    # eval_rm on the JSONL: the same numbers as the in-training evaluation, plus per-sample rewards
+    values = {
+        "model_dirs": [str(tmp_path / "out")],
+        "dataset_path": str(data / "test.jsonl"),
+        "output_dir": str(tmp_path / "eval"),
+        "report": False,
+    }
+    rows = run_evaluation(parse_eval_config(values=values))
+    (row,) = [r for r in rows if r["checkpoint"] == "out"]  # the final model (the epoch checkpoint too)
+    for key in ("accuracy", "accuracy_with_ties", "margin_mean"):
+        assert row[key] == pytest.approx(metrics[f"eval_{key}_preference"], abs=1e-6)
+    assert row["swap_consistency"] == 1.0 and row["count"] == 200
+    samples = [
+        json.loads(line)
+        for line in (tmp_path / "eval" / "evaluation_results_samples.jsonl").read_text().splitlines()
+    ]
+    assert len(samples) == 200 * len(rows) and {"id", "response_A", "rewards_A", "labels"} <= set(samples[0])

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vlmrm.config import ConfigError, RewardTrainingArguments, _opt, parse_dataclasses
+from vlmrm.data.image_pairs import ImagePairDataset, load_image_pairs
 from vlmrm.data.problems import Problem
 from vlmrm.data.validate import validate_video_pairs
 from vlmrm.data.video import FrameSampling, resolve_backend
@@ -76,7 +77,9 @@ class EvalConfig:
     model_dirs: list[str] | None = _opt(None, "Training output directories to evaluate.")
     dataset_path: str | None = _opt(None, "Evaluation data: a CSV of video pairs.")
     data_dir: str | None = _opt(None, "Folder relative video paths resolve against (default: the CSV's).")
-    data_format: Literal["auto", "video_pairs"] = _opt("auto", "auto: by file type (.csv = video pairs).")
+    data_format: Literal["auto", "video_pairs", "image_pairs"] = _opt(
+        "auto", "auto: by file type (.csv = video pairs, .jsonl = image pairs)."
+    )
     base_model_path: str | None = _opt(
         None, "Backbone for adapter checkpoints (default: the one recorded in the checkpoint)."
     )
@@ -95,7 +98,11 @@ class EvalConfig:
             raise ConfigError("model_dirs: give at least one training output directory")
         if not self.dataset_path:
             raise ConfigError("dataset_path: required")
-        if self.data_format == "auto" and Path(self.dataset_path).suffix.lower() != ".csv":
+        if self.data_format == "auto" and Path(self.dataset_path).suffix.lower() not in (
+            ".csv",
+            ".jsonl",
+            ".json",
+        ):
             raise ConfigError(f"dataset_path {self.dataset_path}: unknown data format; set data_format")
 
 
@@ -143,7 +150,9 @@ class SwappedPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = dict(self.pairs[index])
-        item["video_A"], item["video_B"] = item["video_B"], item["video_A"]
+        for key_a in [k for k in item if k.endswith("_A")]:
+            key_b = key_a[:-1] + "B"
+            item[key_a], item[key_b] = item[key_b], item[key_a]
         item["labels"] = -item["labels"]
         return item
 
@@ -158,8 +167,49 @@ class EvalData:
     skipped: list[Problem] = field(default_factory=list)
 
 
+def is_image_data(config: EvalConfig) -> bool:
+    return config.data_format == "image_pairs" or (
+        config.data_format == "auto" and Path(config.dataset_path).suffix.lower() in (".jsonl", ".json")
+    )
+
+
+def load_eval_images(config: EvalConfig, spec: RewardSpec) -> EvalData:
+    """JSONL image pairs: bad lines (JSON, fields, images) are skipped and named, never fatal."""
+    table, skipped = load_image_pairs(
+        config.dataset_path, config.data_dir, "auto", "skip", config.max_eval_samples
+    )
+    return EvalData(ImagePairDataset(table), None, {}, skipped)
+
+
+def pair_labels(pair) -> tuple:
+    """Labels of a video pair (one per dimension) or an image pair (one preference)."""
+    return tuple(pair.labels) if hasattr(pair, "labels") else (pair.label,)
+
+
+def pair_record(pair) -> dict:
+    """What identifies a pair in the per-pair results: its line and items (paths, responses)."""
+    if hasattr(pair, "path_a"):
+        return {
+            "line": pair.line,
+            "path_A": str(pair.path_a),
+            "path_B": str(pair.path_b),
+            "prompt": pair.prompt,
+        }
+    return {
+        "line": pair.line,
+        "id": pair.sample_id,
+        "prompt": pair.prompt,
+        "images_A": [str(r) for r in pair.side_a.images],
+        "images_B": [str(r) for r in pair.side_b.images],
+        "response_A": pair.side_a.response,
+        "response_B": pair.side_b.response,
+    }
+
+
 def load_eval_data(config: EvalConfig, spec: RewardSpec, processor) -> EvalData:
-    """Parse + validate the CSV with the checkpoint's frame sampling; skip rows with unusable videos."""
+    """Parse + validate the data with the checkpoint's sampling; skip pairs with unusable media."""
+    if is_image_data(config):
+        return load_eval_images(config, spec)
     sampling_fields = {k: v for k, v in spec.sampling.items() if k != "video_backend"}
     sampling = FrameSampling(**sampling_fields)
     backend = resolve_backend(config.video_backend or spec.sampling.get("video_backend", "auto"))
@@ -270,7 +320,7 @@ def evaluate_checkpoint(model, processor, config: EvalConfig, work_dir: Path) ->
     )
     rewards = np.asarray(trainer.predict(data.dataset, metric_key_prefix="eval").predictions)  # (N, 2, D)
     labels = (
-        np.stack([p.labels for p in data.dataset.table.pairs])
+        np.array([pair_labels(p) for p in data.dataset.table.pairs])
         if len(data.dataset)
         else np.zeros((0, spec.num_dims))
     )
@@ -292,11 +342,8 @@ def evaluate_checkpoint(model, processor, config: EvalConfig, work_dir: Path) ->
         metrics[f"spearman_rho_{dim}"] = spearman_rho(rewards[:, :, d].ravel(), scores.ravel())
     pairs = [
         {
-            "line": pair.line,
-            "path_A": str(pair.path_a),
-            "path_B": str(pair.path_b),
-            "prompt": pair.prompt,
-            "labels": dict(zip(spec.eval_dim, pair.labels)),
+            **pair_record(pair),
+            "labels": dict(zip(spec.eval_dim, pair_labels(pair))),
             "rewards_A": dict(zip(spec.eval_dim, rewards[i, 0].tolist())),
             "rewards_B": dict(zip(spec.eval_dim, rewards[i, 1].tolist())),
         }
@@ -391,6 +438,16 @@ def _evaluate_all(config: EvalConfig, out: Path) -> list[dict]:
     return rows
 
 
+def write_sample_rewards(results: list[dict], path: Path) -> None:
+    """One JSON line per model x checkpoint x pair: its items, labels and rewards (the scorer
+    reference's results file), for error analysis without re-running the model."""
+    with path.open("w") as handle:
+        for result in results:
+            for pair in result.get("pairs", []):
+                record = {"model_dir": result["model_dir"], "checkpoint": result["checkpoint"], **pair}
+                handle.write(json.dumps(record, default=float) + "\n")
+
+
 def _write_outputs(config: EvalConfig, out: Path, rows: list[dict], results: list[dict]) -> None:
     csv_path = out / config.output_file
     with csv_path.open("w", newline="") as handle:
@@ -398,6 +455,7 @@ def _write_outputs(config: EvalConfig, out: Path, rows: list[dict], results: lis
         writer.writeheader()
         writer.writerows(rows)
     csv_path.with_suffix(".json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    write_sample_rewards(results, csv_path.with_name(f"{csv_path.stem}_samples.jsonl"))
     logger.info("wrote %s and %s", csv_path, csv_path.with_suffix(".json"))
     if config.report:
         from vlmrm.report import write_report

@@ -4,12 +4,15 @@ CLI::
 
     python -m vlmrm.data.validate --file train.csv --data_dir DIR [--eval_dim VQ MQ TA] [--strict]
     python -m vlmrm.data.validate --config training_configs/quickstart_cpu.yaml
+    python -m vlmrm.data.validate --file pairs.jsonl [--image_dir DIR]      # JSONL image pairs
 
 Errors (exit status 1): CSV not found or unparsable, missing column, unknown label, empty path,
 missing / empty / unreadable video, a video with no frames or too few frames to sample.
 Warnings (exit 0 unless ``--strict``): duplicate rows, ``fps_*`` / ``num_frames_*`` columns that
 disagree with the file (the model would see other frames than the CSV author expects).
-The same function runs at the start of training (:func:`validate_run_data`).
+JSONL image pairs (:mod:`vlmrm.data.image_pairs`): invalid JSON, unknown layout, missing field,
+wrong type, bad label, ranking not a permutation, missing or undecodable image — all errors.
+The same functions run at the start of training (:func:`validate_run_data`).
 """
 
 from __future__ import annotations
@@ -226,9 +229,12 @@ def validate_image_run_data(data, path: str) -> ValidationReport:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vlmrm.data.validate", description=__doc__.split("\n")[0])
-    parser.add_argument("--file", action="append", help="CSV to check (repeatable)")
+    parser.add_argument(
+        "--file", action="append", help="CSV (video pairs) or JSONL (image pairs) to check; repeatable"
+    )
     parser.add_argument("--config", help="training YAML: checks its meta_data and meta_data_test")
     parser.add_argument("--data_dir")
+    parser.add_argument("--image_dir", help="JSONL image pairs: folder relative image paths resolve against")
     parser.add_argument("--eval_dim", nargs="+", default=["VQ", "MQ", "TA"])
     parser.add_argument("--no_use_tied_data", action="store_true", help="drop all-tie rows (counted)")
     parser.add_argument("--video_backend", default="auto", choices=["auto", "decord", "pyav", "torchcodec"])
@@ -253,10 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         sampling, backend_name = FrameSampling(fps=args.fps, num_frames=args.num_frames), args.video_backend
     else:
         _parser().error("give --file CSV or --config YAML")
-    backend = resolve_backend(backend_name)
+    backend = None
     failed = False
     for path in files:
-        report = validate_video_pairs(path, eval_dim, data_dir, tied, sampling, backend)
+        if Path(path).suffix.lower() in (".jsonl", ".json"):
+            report = validate_image_pairs(path, args.image_dir or (data.image_dir if args.config else None))
+        else:
+            backend = backend or resolve_backend(backend_name)
+            report = validate_video_pairs(path, eval_dim, data_dir, tied, sampling, backend)
         for problem in report.problems:
             print(problem, file=sys.stderr)
         print(json.dumps({"file": path, **report.summary}, indent=None if not args.json else 2))
