@@ -42,9 +42,11 @@ class SyntheticImageConfig:
     tie_fraction: float = 0.1
     seed: int = 0
     schemas: tuple[str, ...] = SCHEMA_CYCLE
-    text_shortcut: bool = False
-    """Right answers say "the ...", wrong ones "a ...": preference is then learnable from the text
-    alone, the failure irrelevant-query augmentation exists for (a model that ignores the image)."""
+    shapes: tuple[str, ...] = SHAPES
+    wording_only: bool = False
+    """Both answers name the drawn colour; the better one says "the ...", the worse "a ...". The
+    preference then needs no look at the image: a model trained on it alone scores any image alike,
+    the failure irrelevant-query augmentation exists for."""
 
 
 def draw_image(colour: str, shape: str, rng: np.random.Generator) -> Image.Image:
@@ -67,10 +69,13 @@ def _record(split: str, index: int, images: Path, rng: np.random.Generator, conf
     schema = config.schemas[index % len(config.schemas)]
     colour = str(rng.choice(list(PALETTE)))
     other = str(rng.choice([c for c in PALETTE if c != colour]))
-    shape = str(rng.choice(SHAPES))
-    right_form = ANSWER_FORMS[1] if config.text_shortcut else ANSWER_FORMS[0]
-    right = right_form.format(colour=colour, shape=shape)
-    wrong = ANSWER_FORMS[0].format(colour=other, shape=shape)
+    shape = str(rng.choice(config.shapes))
+    if config.wording_only:
+        right, wrong = (
+            form.format(colour=colour, shape=shape) for form in (ANSWER_FORMS[1], ANSWER_FORMS[0])
+        )
+    else:
+        right, wrong = (ANSWER_FORMS[0].format(colour=c, shape=shape) for c in (colour, other))
 
     def save(name: str, drawn: str) -> str:
         draw_image(drawn, shape, rng).save(images / f"{split}_{index:05d}_{name}.png")
@@ -130,16 +135,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tie_fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--schemas", nargs="+", default=list(SCHEMA_CYCLE), choices=SCHEMA_CYCLE)
-    parser.add_argument("--text_shortcut", action="store_true", help="right answers say 'the', wrong 'a'")
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    parser.add_argument(
+        "--wording_only", action="store_true", help="preference by wording ('the' > 'a'), not by image"
+    )
     args = parser.parse_args(argv)
     config = SyntheticImageConfig(
-        args.out,
-        args.num_train,
-        args.num_test,
-        args.tie_fraction,
-        args.seed,
-        tuple(args.schemas),
-        args.text_shortcut,
+        out_dir=args.out,
+        num_train=args.num_train,
+        num_test=args.num_test,
+        tie_fraction=args.tie_fraction,
+        seed=args.seed,
+        schemas=tuple(args.schemas),
+        shapes=tuple(args.shapes),
+        wording_only=args.wording_only,
     )
     out = generate_image_pairs(config)
     print(f"wrote {args.num_train} + {args.num_test} image pairs to {out}")

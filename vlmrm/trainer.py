@@ -86,7 +86,8 @@ class RewardTrainer(Trainer):
     @torch.no_grad()
     def _record(self, rewards_a, rewards_b, labels, result, irrelevant=None, irrelevant_loss=None) -> None:
         """Accumulate per-dimension loss sums and accuracy counts until the next ``log``; irrelevant-
-        query pairs under ``loss_irrelevant`` / ``accuracy_irrelevant`` (matched above unrelated)."""
+        query pairs under ``loss_irrelevant`` / ``accuracy_irrelevant`` (matched above unrelated) /
+        ``margin_irrelevant`` (mean matched - unrelated reward: accuracy alone counts a 0.001 margin)."""
         mode = "train" if self.model.training else "eval"
         accuracy, counts = preference_accuracy(rewards_a, rewards_b, labels)
         sums = self._sums[mode]
@@ -99,6 +100,10 @@ class RewardTrainer(Trainer):
                 sums["accuracy_irrelevant:sum"] + (matched > unrelated).sum().float()
             )
             sums["accuracy_irrelevant:n"] = sums["accuracy_irrelevant:n"] + count
+            sums["margin_irrelevant:sum"] = (
+                sums["margin_irrelevant:sum"] + (matched - unrelated).sum().detach()
+            )
+            sums["margin_irrelevant:n"] = sums["margin_irrelevant:n"] + count
         for d, dim in enumerate(self.eval_dim):
             valid = result.num_valid[d].float()
             sums[f"loss_{dim}:sum"] = (
