@@ -1,9 +1,11 @@
 """Image-pair reward models end to end on the tiny Qwen2.5-VL: synthetic JSONL data, learning, bad images."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from vlmrm.config import parse_config
@@ -15,7 +17,7 @@ from vlmrm.synthetic_images import SyntheticImageConfig, generate_image_pairs
 from vlmrm.tiny import tiny_checkpoint
 from vlmrm.train import run_training
 
-IMAGE_CONFIG = "training_configs/image_quickstart_cpu.yaml"
+IMAGE_CONFIG = Path(__file__).resolve().parents[1] / "training_configs" / "image_quickstart_cpu.yaml"
 
 
 def named_colour(text: str) -> str:
@@ -100,3 +102,38 @@ def test_tiny_qwen2_5_vl_learns_the_image_rule(tiny_cache, tmp_path):
         for line in (tmp_path / "eval" / "evaluation_results_samples.jsonl").read_text().splitlines()
     ]
     assert len(samples) == 200 * len(rows) and {"id", "response_A", "rewards_A", "labels"} <= set(samples[0])
+
+
+@pytest.mark.slow
+def test_irrelevant_augmentation_trains_under_two_process_ddp(tiny_cache, tmp_path):
+    """torchrun, 2 CPU processes: every rank builds the same seeded irrelevant pairs for its own
+    indices; losses of both kinds are logged and the run finishes."""
+    from tests.test_e2e_training import launch, write_config
+
+    data = generate_image_pairs(SyntheticImageConfig(tmp_path / "img", num_train=24, num_test=6))
+    cfg = image_run(data, tmp_path / "out", tiny_cache)  # the shipped image config, with these paths
+    values = {
+        **yaml.safe_load(IMAGE_CONFIG.read_text()),
+        "model_name_or_path": cfg.model.model_name_or_path,
+        "meta_data": str(data / "train.jsonl"),
+        "meta_data_test": str(data / "test.jsonl"),
+        "output_dir": str(tmp_path / "out"),
+        "use_irrelevant_queries": True,
+        "num_irrelevant_pairs": 2,
+        "max_steps": 3,
+        "per_device_train_batch_size": 2,
+        "logging_steps": 1,
+        "logging_epochs": None,
+        "save_epochs": None,
+        "eval_epochs": None,
+        "save_strategy": "steps",
+        "save_steps": 3,
+        "disable_tqdm": True,
+    }
+    result = launch(write_config(tmp_path / "cfg.yaml", values), port=29541)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((tmp_path / "out" / "checkpoint-3" / "trainer_state.json").read_text())
+    logged = [e for e in state["log_history"] if "loss" in e]
+    assert len(logged) == 3 and all("loss_irrelevant" in e and "accuracy_irrelevant" in e for e in logged)
+    final = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert 0.0 <= final["eval_accuracy_irrelevant"] <= 1.0 and "eval_margin_irrelevant" in final
