@@ -8,7 +8,7 @@ import sys
 
 from vlmrm.config import ConfigError, parse_config
 from vlmrm.data.problems import DataValidationError
-from vlmrm.train import run_training
+from vlmrm.train import finish_distributed, run_training
 
 
 def main(argv: list[str]) -> int:
@@ -22,6 +22,7 @@ def main(argv: list[str]) -> int:
     except (ConfigError, DataValidationError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finish_distributed()  # only after success: a barrier after one rank failed would hang the others
     if metrics:
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
     return 0

@@ -270,6 +270,15 @@ def load_initial_weights(model, checkpoint: str) -> None:
     logger.info("loaded weights only from %s (fresh optimizer, scheduler, step 0)", checkpoint)
 
 
+def finish_distributed() -> None:
+    """Leave the process group together and cleanly. Exiting with a live group lets interpreter
+    shutdown destroy gloo/DeepSpeed threads that are still joinable, which aborts a rank now and then
+    ("terminate called without an active exception", exit -6) after a run that finished."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def run_training(cfg: RunConfig, callbacks=()) -> dict:
     """Validate, build, train, save, evaluate. Returns the final evaluation metrics.
 
