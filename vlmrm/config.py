@@ -27,6 +27,7 @@ from vlmrm.constants import (
     DEFAULT_VIDEO_FPS,
     FPS_MAX_FRAMES,
     FPS_MIN_FRAMES,
+    IMAGE_PAIR_SUFFIXES,
 )
 
 
@@ -145,13 +146,11 @@ class DataConfig:
     min_pixels: int | None = _opt(None, "Min pixels of an image input (images only).")
     max_pixels: int | None = _opt(None, "Max pixels of an image input (images only).")
 
-    IMAGE_SUFFIXES = (".jsonl", ".json")
-
     def is_image_data(self, path: str | None = None) -> bool:
         """JSONL image pairs (by suffix, or a JSONL schema named in ``data_format``) vs CSV video pairs."""
         if self.data_format != "auto":
             return self.data_format != "video_pairs"
-        return Path(path or self.meta_data or "").suffix.lower() in self.IMAGE_SUFFIXES
+        return Path(path or self.meta_data or "").suffix.lower() in IMAGE_PAIR_SUFFIXES
 
     def image_size(self) -> dict | None:
         """Qwen-VL image-processor size bounds from ``min_pixels`` / ``max_pixels`` (None: its defaults)."""

@@ -37,3 +37,6 @@ DEFAULT_MIN_FRAME_PIXELS = VIDEO_MIN_TOKENS_PER_FRAME * QWEN2_IMAGE_FACTOR**2
 
 LABEL_VALUES = {"A": 1, "B": -1, "same": 0}
 """Preference label in the CSV -> y: +1 A better, -1 B better, 0 tie (reward_math.md, "Labels")."""
+
+IMAGE_PAIR_SUFFIXES = (".jsonl", ".json")
+"""Data files with these suffixes hold JSONL image pairs; anything else is a CSV of video pairs."""

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vlmrm.config import ConfigError, RewardTrainingArguments, _opt, parse_dataclasses
+from vlmrm.constants import IMAGE_PAIR_SUFFIXES
 from vlmrm.data.image_pairs import ImagePairDataset, load_image_pairs
 from vlmrm.data.problems import Problem
 from vlmrm.data.validate import validate_video_pairs
@@ -169,7 +170,7 @@ class EvalData:
 
 def is_image_data(config: EvalConfig) -> bool:
     return config.data_format == "image_pairs" or (
-        config.data_format == "auto" and Path(config.dataset_path).suffix.lower() in (".jsonl", ".json")
+        config.data_format == "auto" and Path(config.dataset_path).suffix.lower() in IMAGE_PAIR_SUFFIXES
     )
 
 

@@ -82,10 +82,12 @@ def apply_epoch_intervals(args, num_pairs: int) -> None:
     )
 
 
-def build_datasets(cfg: RunConfig, processor):
+def build_datasets(cfg: RunConfig, processor, reports=()):
+    """Training and held-out datasets. ``reports``: the run's validation reports (image data reuses
+    their problems instead of opening every image a second time)."""
     data = cfg.data
     if data.is_image_data():
-        return build_image_datasets(cfg)
+        return build_image_datasets(cfg, {report.file: report.problems for report in reports})
     sampling = FrameSampling.from_data_config(data)
     backend = resolve_backend(data.video_backend)
     factor = frame_factor(processor)
@@ -101,12 +103,14 @@ def build_datasets(cfg: RunConfig, processor):
     return train, dataset(data.meta_data_test) if data.meta_data_test else None
 
 
-def build_image_datasets(cfg: RunConfig):
+def build_image_datasets(cfg: RunConfig, validated: dict[str, list]):
     """JSONL image pairs; bad lines were reported by validation, here only skipped (``on_bad_sample``)."""
     data = cfg.data
 
     def dataset(path, irrelevant_pairs, max_samples=None):
-        table, _ = load_image_pairs(path, data.image_dir, data.data_format, data.on_bad_sample, max_samples)
+        table, _ = load_image_pairs(
+            path, data.image_dir, data.data_format, data.on_bad_sample, max_samples, validated.get(str(path))
+        )
         return ImagePairDataset(table, irrelevant_pairs, cfg.training.seed)
 
     train_irrelevant = data.num_irrelevant_pairs if data.use_irrelevant_queries else 0
@@ -310,7 +314,7 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
         args.gradient_checkpointing_kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
     logger.info("parameters:\n%s", parameter_summary(model, family))
 
-    train_dataset, eval_dataset = build_datasets(cfg, processor)
+    train_dataset, eval_dataset = build_datasets(cfg, processor, reports)
     apply_epoch_intervals(args, len(train_dataset))
     if eval_dataset is None:
         args.eval_strategy = IntervalStrategy.NO

@@ -164,7 +164,7 @@ def ranking_label(ranking, num_responses: int) -> int:
     return 0 if first == second else (1 if first < second else -1)
 
 
-def _parse_record(record: dict, schema: str, root: Path) -> ImagePair:
+def _parse_record(record: dict, schema: str, root: Path, line: int) -> ImagePair:
     problems: list = []
     sample_id = record.get("id")
     if schema == "chosen_rejected":
@@ -174,7 +174,7 @@ def _parse_record(record: dict, schema: str, root: Path) -> ImagePair:
         if problems:
             raise _LineProblems(problems)
         return ImagePair(
-            0, schema, prompt, ImageSide(images, chosen), ImageSide(images, rejected), 1, sample_id
+            line, schema, prompt, ImageSide(images, chosen), ImageSide(images, rejected), 1, sample_id
         )
     if schema == "ranking":
         prompt = _text(record, ("query", "prompt"), problems)
@@ -200,7 +200,7 @@ def _parse_record(record: dict, schema: str, root: Path) -> ImagePair:
             raise _LineProblems(problems)
         images = (image,)
         return ImagePair(
-            0,
+            line,
             schema,
             prompt,
             ImageSide(images, responses[0]),
@@ -223,7 +223,7 @@ def _parse_record(record: dict, schema: str, root: Path) -> ImagePair:
     if problems:
         raise _LineProblems(problems)
     return ImagePair(
-        0, schema, prompt, ImageSide(image_a), ImageSide(image_b), LABEL_VALUES[label_text], sample_id
+        line, schema, prompt, ImageSide(image_a), ImageSide(image_b), LABEL_VALUES[label_text], sample_id
     )
 
 
@@ -275,25 +275,25 @@ def parse_image_pair_jsonl(
                 )
                 continue
             try:
-                pair = _parse_record(record, schema, root)
+                pairs.append(_parse_record(record, schema, root, line_number))
             except _LineProblems as err:
                 problems += [
                     Problem(file, line_number, name, message, kind=kind)
                     for name, message, kind in err.problems
                 ]
-                continue
-            pairs.append(
-                ImagePair(
-                    line_number,
-                    pair.schema,
-                    pair.prompt,
-                    pair.side_a,
-                    pair.side_b,
-                    pair.label,
-                    pair.sample_id,
-                )
-            )
     return ImagePairTable(path, pairs, total, problems)
+
+
+def image_pair_problems(table: ImagePairTable) -> list[Problem]:
+    """Every problem of a parsed file: its line problems, then each missing or undecodable image."""
+    return table.problems + check_images(table)
+
+
+def enforce_bad_sample_policy(problems: list[Problem], on_bad_sample: str) -> None:
+    """A file-level problem always stops the run; line problems stop it under ``on_bad_sample:
+    error`` and are left to be skipped (and counted) under ``skip``."""
+    if any(p.line is None for p in problems) or (problems and on_bad_sample == "error"):
+        raise DataValidationError(problems)
 
 
 def check_images(table: ImagePairTable) -> list[Problem]:
@@ -405,14 +405,17 @@ def load_image_pairs(
     data_format: str = "auto",
     on_bad_sample: str = "error",
     max_samples: int | None = None,
+    problems: list[Problem] | None = None,
 ) -> tuple[ImagePairTable, list[Problem]]:
     """Parse + check every image. ``on_bad_sample: error`` raises with every problem before training;
-    ``skip`` drops the bad lines and returns them (counted and reported by the caller)."""
+    ``skip`` drops the bad lines and returns them (counted and reported by the caller).
+
+    ``problems``: what validation already found in this file, so a run opens every image once.
+    """
     table = parse_image_pair_jsonl(path, image_dir, data_format)
-    problems = table.problems + check_images(table)
-    fatal = [p for p in problems if p.line is None]
-    if fatal or (problems and on_bad_sample == "error"):
-        raise DataValidationError(problems)
+    if problems is None:
+        problems = image_pair_problems(table)
+    enforce_bad_sample_policy(problems, on_bad_sample)
     bad_lines = {p.line for p in problems}
     table.pairs = [pair for pair in table.pairs if pair.line not in bad_lines]
     if max_samples is not None:

@@ -26,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlmrm.constants import LABEL_VALUES
+from vlmrm.constants import IMAGE_PAIR_SUFFIXES, LABEL_VALUES
 from vlmrm.data.problems import DataValidationError, Problem, count_by_kind, errors
 from vlmrm.data.video import (
     FrameSampling,
@@ -189,10 +189,10 @@ def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport
 
 def validate_image_pairs(path: str | Path, image_dir=None, data_format: str = "auto") -> ValidationReport:
     """Every bad line of a JSONL image-pair file (JSON, fields, ranking, images), plus label counts."""
-    from vlmrm.data.image_pairs import check_images, parse_image_pair_jsonl
+    from vlmrm.data.image_pairs import image_pair_problems, parse_image_pair_jsonl
 
     table = parse_image_pair_jsonl(path, image_dir, data_format)
-    report = ValidationReport(str(path), table.problems + check_images(table))
+    report = ValidationReport(str(path), image_pair_problems(table))
     bad = {p.line for p in report.problems}
     names = {value: name for name, value in LABEL_VALUES.items()}
     labels = {name: 0 for name in LABEL_VALUES}
@@ -213,15 +213,13 @@ def validate_image_pairs(path: str | Path, image_dir=None, data_format: str = "a
 
 def validate_image_run_data(data, path: str) -> ValidationReport:
     """Validate one JSONL of a run; bad lines stop it (``on_bad_sample: error``) or are skipped and counted."""
-    report = validate_image_pairs(
-        path, data.image_dir, data.data_format if data.data_format != "auto" else "auto"
-    )
+    from vlmrm.data.image_pairs import enforce_bad_sample_policy
+
+    report = validate_image_pairs(path, data.image_dir, data.data_format)
     for problem in report.problems:
         (logger.error if data.on_bad_sample == "error" else logger.warning)("%s", problem)
     logger.info("%s: %s", path, json.dumps(report.summary))
-    fatal = [p for p in report.problems if p.line is None]
-    if fatal or (report.problems and data.on_bad_sample == "error"):
-        raise DataValidationError(report.problems)
+    enforce_bad_sample_policy(report.problems, data.on_bad_sample)
     if report.problems:
         logger.warning("%s: skipping %d bad line(s) (on_bad_sample: skip)", path, report.summary["bad_lines"])
     return report
@@ -262,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = None
     failed = False
     for path in files:
-        if Path(path).suffix.lower() in (".jsonl", ".json"):
+        if Path(path).suffix.lower() in IMAGE_PAIR_SUFFIXES:
             report = validate_image_pairs(path, args.image_dir or (data.image_dir if args.config else None))
         else:
             backend = backend or resolve_backend(backend_name)
