@@ -12,6 +12,7 @@ from vlmrm.config import parse_config
 from vlmrm.data.image_pairs import parse_image_pair_jsonl
 from vlmrm.data.problems import DataValidationError
 from vlmrm.evaluate import parse_eval_config, run_evaluation
+from vlmrm.inference import RewardScorer
 from vlmrm.synthetic import PALETTE
 from vlmrm.synthetic_images import SyntheticImageConfig, generate_image_pairs
 from vlmrm.tiny import tiny_checkpoint
@@ -102,6 +103,12 @@ def test_tiny_qwen2_5_vl_learns_the_image_rule(tiny_cache, tmp_path):
         for line in (tmp_path / "eval" / "evaluation_results_samples.jsonl").read_text().splitlines()
     ]
     assert len(samples) == 200 * len(rows) and {"id", "response_A", "rewards_A", "labels"} <= set(samples[0])
+
+    # the scorer builds its inputs from the checkpoint like evaluation does: the same reward
+    first = next(s for s in samples if s["checkpoint"].endswith("out"))
+    scorer = RewardScorer.from_pretrained(tmp_path / "out", device="cpu")
+    (scored,) = scorer.score([first["prompt"]], images=[first["images_A"]], responses=[first["response_A"]])
+    assert scored["raw"]["preference"] == pytest.approx(first["rewards_A"]["preference"], abs=1e-5)
 
 
 @pytest.mark.slow

@@ -33,10 +33,11 @@ from torch.utils.data import Dataset
 
 from vlmrm.config import ConfigError, RewardTrainingArguments, _opt, parse_dataclasses
 from vlmrm.constants import IMAGE_PAIR_SUFFIXES
+from vlmrm.data.collator import PairCollator, frame_factor
 from vlmrm.data.image_pairs import ImagePairDataset, load_image_pairs
 from vlmrm.data.problems import Problem
 from vlmrm.data.validate import validate_video_pairs
-from vlmrm.data.video import FrameSampling, resolve_backend
+from vlmrm.data.video import resolve_backend
 from vlmrm.data.video_pairs import VideoPairDataset, parse_video_pair_csv
 from vlmrm.metrics import OVERALL, kendall_tau_b, preference_metrics, spearman_rho, swap_consistency
 from vlmrm.models.builder import ADAPTER_CONFIG, load_reward_model
@@ -211,9 +212,8 @@ def load_eval_data(config: EvalConfig, spec: RewardSpec, processor) -> EvalData:
     """Parse + validate the data with the checkpoint's sampling; skip pairs with unusable media."""
     if is_image_data(config):
         return load_eval_images(config, spec)
-    sampling_fields = {k: v for k, v in spec.sampling.items() if k != "video_backend"}
-    sampling = FrameSampling(**sampling_fields)
-    backend = resolve_backend(config.video_backend or spec.sampling.get("video_backend", "auto"))
+    sampling = spec.frame_sampling()
+    backend = resolve_backend(config.video_backend or spec.video_backend)
     columns = _csv_columns(config.dataset_path)
     with_overall = OVERALL in columns and OVERALL not in spec.eval_dim
     dims = spec.eval_dim + ([OVERALL] if with_overall else [])
@@ -232,8 +232,7 @@ def load_eval_data(config: EvalConfig, spec: RewardSpec, processor) -> EvalData:
         overall = np.array([pair.labels[-1] for pair in table.pairs])
         table.pairs = [_drop_last_label(pair) for pair in table.pairs]
         table.eval_dim = list(spec.eval_dim)
-    factor = processor.video_processor.patch_size * processor.video_processor.merge_size
-    dataset = VideoPairDataset(table, sampling, backend, factor, cache_in_memory=False)
+    dataset = VideoPairDataset(table, sampling, backend, frame_factor(processor), cache_in_memory=False)
     return EvalData(dataset, overall, _absolute_scores(config.dataset_path, table, spec.eval_dim), skipped)
 
 
@@ -309,16 +308,7 @@ def evaluate_checkpoint(model, processor, config: EvalConfig, work_dir: Path) ->
         tie_k=spec.tie_k,
         dataloader_num_workers=config.dataloader_num_workers,
     )
-    trainer = make_trainer(
-        model,
-        processor,
-        args,
-        spec.eval_dim,
-        spec.prompt_template_type,
-        spec.video_position,
-        spec.max_length,
-        image_size=spec.image_size,
-    )
+    trainer = make_trainer(model, args, PairCollator.from_spec(processor, spec))
     rewards = np.asarray(trainer.predict(data.dataset, metric_key_prefix="eval").predictions)  # (N, 2, D)
     labels = (
         np.array([pair_labels(p) for p in data.dataset.table.pairs])

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vlmrm.data.collator import PairCollator, frame_factor
-from vlmrm.data.video import FrameSampling, load_video, num_sampled_frames, probe_video, resolve_backend
+from vlmrm.data.video import load_video, num_sampled_frames, probe_video, resolve_backend
 from vlmrm.losses import DEFAULT_TIE_K
 from vlmrm.metrics import OVERALL, normalize_rewards
 from vlmrm.models.builder import load_reward_model
@@ -50,16 +50,9 @@ class RewardScorer:
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.spec = model.reward_spec
-        sampling = {k: v for k, v in self.spec.sampling.items() if k != "video_backend"}
-        self.sampling = FrameSampling(**sampling)
-        self.backend = resolve_backend(self.spec.sampling.get("video_backend", "auto"))
-        self.collator = PairCollator(
-            processor,
-            self.spec.eval_dim,
-            self.spec.prompt_template_type,
-            self.spec.max_length,
-            self.spec.video_position,
-        )
+        self.sampling = self.spec.frame_sampling()
+        self.backend = resolve_backend(self.spec.video_backend)
+        self.collator = PairCollator.from_spec(processor, self.spec)
 
     @classmethod
     def from_pretrained(
@@ -198,6 +191,9 @@ def _completion_text(completion) -> str:
 
 
 def _image(item):
+    """A PIL image from a path or an image; a list (several images for one item) element-wise."""
     from PIL import Image
 
+    if isinstance(item, (list, tuple)):
+        return [_image(i) for i in item]
     return Image.open(item).convert("RGB") if isinstance(item, (str, Path)) else item

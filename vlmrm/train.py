@@ -154,29 +154,23 @@ def init_deepspeed_comm(args) -> None:
 
 def make_trainer(
     model,
-    processor,
     args,
-    eval_dim: list[str],
-    template: str,
-    video_position: str = "before_text",
-    max_length: int | None = None,
+    collator: PairCollator,
     frozen_llm: bool = False,
     train_dataset=None,
     eval_dataset=None,
     callbacks=(),
-    image_size: dict | None = None,
 ) -> RewardTrainer:
-    """A ``RewardTrainer`` with the pair collator; training and evaluation build it the same way."""
-    collator = PairCollator(processor, eval_dim, template, max_length, video_position, image_size)
+    """A ``RewardTrainer`` around a pair collator; training and evaluation build it the same way."""
     return RewardTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=collator,
-        processing_class=processor,
+        processing_class=collator.processor,
         callbacks=list(callbacks),
-        eval_dim=eval_dim,
+        eval_dim=collator.eval_dim,
         family=family_for(model.config),
         frozen_llm=frozen_llm,
     )
@@ -184,20 +178,17 @@ def make_trainer(
 
 def build_trainer(cfg: RunConfig, model, processor, train_dataset=None, eval_dataset=None, callbacks=()):
     """The ``RewardTrainer`` of a run: training, or evaluating a loaded checkpoint with the same metrics."""
-    return make_trainer(
-        model,
+    data = cfg.data
+    collator = PairCollator(
         processor,
-        cfg.training,
-        cfg.data.eval_dim,
-        cfg.data.prompt_template_type,
-        cfg.data.video_position,
+        data.eval_dim,
+        data.prompt_template_type,
         cfg.training.max_length,
-        cfg.model.freeze_llm or cfg.model.lora_enable,
-        train_dataset,
-        eval_dataset,
-        callbacks,
-        cfg.data.image_size(),
+        data.video_position,
+        data.image_size(),
     )
+    frozen_llm = cfg.model.freeze_llm or cfg.model.lora_enable
+    return make_trainer(model, cfg.training, collator, frozen_llm, train_dataset, eval_dataset, callbacks)
 
 
 def reward_normalization(trainer, dataset, eval_dim: list[str], max_pairs: int | None) -> dict:

@@ -58,6 +58,18 @@ class PairCollator:
     def __post_init__(self) -> None:
         check_template(self.template_type)
 
+    @classmethod
+    def from_spec(cls, processor: ProcessorMixin, spec) -> PairCollator:
+        """The collator a checkpoint was trained with, from its ``RewardSpec`` (inference, evaluation)."""
+        return cls(
+            processor,
+            spec.eval_dim,
+            spec.prompt_template_type,
+            spec.max_length,
+            spec.video_position,
+            spec.image_size,
+        )
+
     def chat_text(
         self, prompt: str, media: str = "video", response: str | None = None, count: int = 1
     ) -> str:

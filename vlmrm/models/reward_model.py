@@ -26,6 +26,7 @@ from transformers.conversion_mapping import (
 )
 from transformers.utils import ModelOutput
 
+from vlmrm.data.video import FrameSampling
 from vlmrm.losses import DEFAULT_TIE_K, initial_tie_k_raw, learned_tie_k
 from vlmrm.models.families import family_for
 
@@ -83,6 +84,14 @@ class RewardSpec:
     @property
     def num_dims(self) -> int:
         return len(self.eval_dim)
+
+    def frame_sampling(self) -> FrameSampling:
+        """The frame sampling of training, so inference and evaluation decode videos the same way."""
+        return FrameSampling(**{k: v for k, v in self.sampling.items() if k != "video_backend"})
+
+    @property
+    def video_backend(self) -> str:
+        return self.sampling.get("video_backend", "auto")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
