@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from tests.conftest import tiny_run_values
+from tests.conftest import LORA_SPECIAL_TOKENS, tiny_run_values
 from vlmrm.config import ConfigError, parse_config
 from vlmrm.models.reward_model import soft_clamp
 from vlmrm.tiny import tiny_checkpoint
@@ -28,6 +28,10 @@ class RiggedAccuracy(TrainerCallback):
 
 
 def head_weights(folder: Path) -> dict:
+    """The trained reward weights a checkpoint saved: the head of a full model; every adapter tensor
+    (LoRA, head copy, reward-token rows) of a PEFT checkpoint."""
+    if (folder / "adapter_model.safetensors").is_file():
+        return load_file(str(folder / "adapter_model.safetensors"))
     weights = load_file(str(folder / "model.safetensors"))
     return {k: v for k, v in weights.items() if k.startswith("rm_head")}
 
@@ -58,10 +62,17 @@ def test_early_stopping_stops_and_restores_the_best_checkpoint(tiny_cache, synth
 
 
 @pytest.mark.slow
-def test_load_weights_only_takes_weights_and_starts_fresh(tiny_cache, synthetic_pairs, tmp_path):
+@pytest.mark.parametrize("setting", [{}, LORA_SPECIAL_TOKENS], ids=["full", "lora"])
+def test_load_weights_only_takes_weights_and_starts_fresh(setting, tiny_cache, synthetic_pairs, tmp_path):
     checkpoint = tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache)
     first = tiny_run_values(
-        checkpoint, synthetic_pairs, tmp_path / "first", max_steps=2, save_strategy="steps", save_steps=2
+        checkpoint,
+        synthetic_pairs,
+        tmp_path / "first",
+        max_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        **setting,
     )
     run_training(parse_config(values=first))
     # learning rate 0: the weights stay exactly what was loaded, so they show where they came from
@@ -75,9 +86,11 @@ def test_load_weights_only_takes_weights_and_starts_fresh(tiny_cache, synthetic_
         load_weights_only=True,
         save_strategy="steps",
         save_steps=2,
+        **setting,
     )
     run_training(parse_config(values=second))
     loaded, trained = head_weights(tmp_path / "first" / "checkpoint-2"), head_weights(tmp_path / "second")
+    assert loaded and loaded.keys() == trained.keys()
     assert all(torch.equal(loaded[k], trained[k]) for k in loaded)
     state = json.loads((tmp_path / "second" / "checkpoint-2" / "trainer_state.json").read_text())
     assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2]  # step 0 again, not 2 + 2

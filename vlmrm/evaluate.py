@@ -23,13 +23,14 @@ import logging
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from transformers import AutoConfig
 
 from vlmrm.config import ConfigError, RewardTrainingArguments, _opt, parse_dataclasses
 from vlmrm.constants import IMAGE_PAIR_SUFFIXES
@@ -163,7 +164,7 @@ class SwappedPairs(Dataset):
 class EvalData:
     """The evaluation pairs a checkpoint's sampling decodes, with what was skipped."""
 
-    dataset: VideoPairDataset
+    dataset: VideoPairDataset | ImagePairDataset
     overall_labels: np.ndarray | None
     scores: dict[str, np.ndarray]  # dim -> (N, 2) absolute scores, when the CSV has them
     skipped: list[Problem] = field(default_factory=list)
@@ -175,7 +176,7 @@ def is_image_data(config: EvalConfig) -> bool:
     )
 
 
-def load_eval_images(config: EvalConfig, spec: RewardSpec) -> EvalData:
+def load_eval_images(config: EvalConfig) -> EvalData:
     """JSONL image pairs: bad lines (JSON, fields, images) are skipped and named, never fatal."""
     table, skipped = load_image_pairs(
         config.dataset_path, config.data_dir, "auto", "skip", config.max_eval_samples
@@ -211,7 +212,7 @@ def pair_record(pair) -> dict:
 def load_eval_data(config: EvalConfig, spec: RewardSpec, processor) -> EvalData:
     """Parse + validate the data with the checkpoint's sampling; skip pairs with unusable media."""
     if is_image_data(config):
-        return load_eval_images(config, spec)
+        return load_eval_images(config)
     sampling = spec.frame_sampling()
     backend = resolve_backend(config.video_backend or spec.video_backend)
     columns = _csv_columns(config.dataset_path)
@@ -242,8 +243,6 @@ def _csv_columns(path: str) -> list[str]:
 
 
 def _drop_last_label(pair):
-    from dataclasses import replace
-
     return replace(pair, labels=pair.labels[:-1])
 
 
@@ -287,8 +286,6 @@ class BaseModelCache:
 
 
 def spec_of_dir(checkpoint: Path) -> RewardSpec:
-    from transformers import AutoConfig
-
     spec = spec_of(AutoConfig.from_pretrained(checkpoint))
     if spec is None:
         raise ValueError(f"{checkpoint}: not a vlmrm reward checkpoint")

@@ -25,7 +25,7 @@ from vlmrm.data.templates import build_prompt, reward_token
 from vlmrm.data.validate import validate_run_data
 from vlmrm.data.video import FrameSampling, resolve_backend
 from vlmrm.data.video_pairs import VideoPairDataset, read_video_pair_csv
-from vlmrm.models.builder import build_reward_model, merge_adapter
+from vlmrm.models.builder import build_reward_model, load_saved_weights, merge_adapter, saved_weight_files
 from vlmrm.models.families import family_for
 from vlmrm.models.reward_model import attach_spec
 from vlmrm.models.trainable import configure_trainable, parameter_summary
@@ -226,14 +226,11 @@ def skipped_counts(reports) -> dict[str, int]:
 
 
 def experiment_output_dir(args) -> None:
-    """``experiment_name`` -> ``output_dir/<name>_<YYYYmmdd_HHMMSS>``, one timestamp for all ranks
-    (rank 0's, broadcast), and a suffix rather than reusing a folder: a run never overwrites another."""
+    """``experiment_name`` -> ``output_dir/<name>_<YYYYmmdd_HHMMSS>``, chosen by rank 0 (a suffix
+    rather than reusing a folder: a run never overwrites another) and broadcast to every rank."""
     if not args.experiment_name:
         return
-    stamp = [time.strftime("%Y%m%d_%H%M%S")]
-    if args.world_size > 1 and torch.distributed.is_initialized():
-        torch.distributed.broadcast_object_list(stamp, src=0)
-    base = Path(args.output_dir) / f"{args.experiment_name}_{stamp[0]}"
+    base = Path(args.output_dir) / f"{args.experiment_name}_{time.strftime('%Y%m%d_%H%M%S')}"
     folder, suffix = base, 1
     while args.process_index == 0 and folder.exists():
         folder, suffix = base.with_name(f"{base.name}_{suffix}"), suffix + 1
@@ -249,13 +246,10 @@ def experiment_output_dir(args) -> None:
 def load_initial_weights(model, checkpoint: str) -> None:
     """``load_weights_only``: the checkpoint's trained weights into the freshly built model (full or
     PEFT adapter); optimizer, scheduler and step start fresh because Trainer is not told to resume."""
-    from vlmrm.models.builder import load_saved_weights, saved_weight_files
-
     if hasattr(model, "peft_config"):
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
+        from peft import load_peft_weights, set_peft_model_state_dict
 
-        set_peft_model_state_dict(model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
+        set_peft_model_state_dict(model, load_peft_weights(checkpoint, device="cpu"))
     elif saved_weight_files(checkpoint):
         load_saved_weights(model, checkpoint)
     else:

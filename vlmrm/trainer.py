@@ -91,29 +91,21 @@ class RewardTrainer(Trainer):
         mode = "train" if self.model.training else "eval"
         accuracy, counts = preference_accuracy(rewards_a, rewards_b, labels)
         sums = self._sums[mode]
+
+        def add(name: str, total, count) -> None:
+            sums[f"{name}:sum"] = sums[f"{name}:sum"] + total
+            sums[f"{name}:n"] = sums[f"{name}:n"] + count
+
         if irrelevant is not None:
             matched, unrelated = irrelevant
             count = float(matched.numel())
-            sums["loss_irrelevant:sum"] = sums["loss_irrelevant:sum"] + irrelevant_loss.detach() * count
-            sums["loss_irrelevant:n"] = sums["loss_irrelevant:n"] + count
-            sums["accuracy_irrelevant:sum"] = (
-                sums["accuracy_irrelevant:sum"] + (matched > unrelated).sum().float()
-            )
-            sums["accuracy_irrelevant:n"] = sums["accuracy_irrelevant:n"] + count
-            sums["margin_irrelevant:sum"] = (
-                sums["margin_irrelevant:sum"] + (matched - unrelated).sum().detach()
-            )
-            sums["margin_irrelevant:n"] = sums["margin_irrelevant:n"] + count
+            add("loss_irrelevant", irrelevant_loss.detach() * count, count)
+            add("accuracy_irrelevant", (matched > unrelated).sum().float(), count)
+            add("margin_irrelevant", (matched - unrelated).sum().detach(), count)
         for d, dim in enumerate(self.eval_dim):
             valid = result.num_valid[d].float()
-            sums[f"loss_{dim}:sum"] = (
-                sums[f"loss_{dim}:sum"] + torch.nan_to_num(result.per_dim_loss[d]) * valid
-            )
-            sums[f"loss_{dim}:n"] = sums[f"loss_{dim}:n"] + valid
-            sums[f"accuracy_{dim}:sum"] = (
-                sums[f"accuracy_{dim}:sum"] + torch.nan_to_num(accuracy[d]) * counts[d]
-            )
-            sums[f"accuracy_{dim}:n"] = sums[f"accuracy_{dim}:n"] + counts[d].float()
+            add(f"loss_{dim}", torch.nan_to_num(result.per_dim_loss[d]) * valid, valid)
+            add(f"accuracy_{dim}", torch.nan_to_num(accuracy[d]) * counts[d], counts[d].float())
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Add the per-dimension means (summed over processes) under the same names in both modes.
