@@ -1,6 +1,7 @@
 """Image-pair reward models end to end on the tiny Qwen2.5-VL: synthetic JSONL data, learning, bad images."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from vlmrm.data.problems import DataValidationError
 from vlmrm.evaluate import parse_eval_config, run_evaluation
 from vlmrm.inference import RewardScorer
 from vlmrm.synthetic import PALETTE
-from vlmrm.synthetic_images import SyntheticImageConfig, generate_image_pairs
+from vlmrm.synthetic_images import RESPONSE_SCHEMAS, SyntheticImageConfig, generate_image_pairs
 from vlmrm.tiny import tiny_checkpoint
 from vlmrm.train import run_training
 
@@ -109,6 +110,39 @@ def test_tiny_qwen2_5_vl_learns_the_image_rule(tiny_cache, tmp_path):
     scorer = RewardScorer.from_pretrained(tmp_path / "out", device="cpu")
     (scored,) = scorer.score([first["prompt"]], images=[first["images_A"]], responses=[first["response_A"]])
     assert scored["raw"]["preference"] == pytest.approx(first["rewards_A"]["preference"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_irrelevant_queries_ground_a_model_that_wording_alone_would_not(tiny_cache, tmp_path):
+    """The acceptance of irrelevant-query augmentation, on data where it matters: every preference is
+    decided by wording ("the" over "a", both naming what is drawn), so nothing but the augmentation
+    ties the reward to the image. With it, the matched image beats an unrelated one (>= 0.90,
+    bf16-resolved); without it the model is at chance on those pairs: a BT loss of ln 2 (P = 1/2)
+    and an accuracy far below (a reward that ignores the image gives ties, counted as misses).
+    On the default data the rule itself is visual, so both runs learn it (see the closing note)."""
+    data = generate_image_pairs(
+        SyntheticImageConfig(
+            tmp_path / "img", num_train=2000, num_test=200, wording_only=True, schemas=RESPONSE_SCHEMAS
+        )
+    )
+    runs = {}
+    for augment in (True, False):
+        cfg = image_run(
+            data,
+            tmp_path / f"augment_{augment}",
+            tiny_cache,
+            num_train_epochs=2,
+            per_device_train_batch_size=16,
+            use_irrelevant_queries=augment,
+            num_irrelevant_pairs=1,
+        )
+        runs[augment] = run_training(cfg)
+    on, off = runs[True], runs[False]
+    assert on["eval_accuracy_preference"] >= 0.90 and off["eval_accuracy_preference"] >= 0.90
+    assert on["eval_accuracy_irrelevant"] >= 0.90, on
+    assert off["eval_accuracy_irrelevant"] <= on["eval_accuracy_irrelevant"] - 0.25, off
+    assert off["eval_loss_irrelevant"] == pytest.approx(math.log(2), abs=0.05), off
+    assert on["eval_loss_irrelevant"] < math.log(2) / 2
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from vlmrm.losses import (
     pair_loss,
     preference_accuracy,
     regression_loss,
+    resolved_above,
 )
 
 # Hand-computed constants, -log sigmoid(x) = log(1 + e^-x):
@@ -342,3 +343,11 @@ def test_preference_accuracy_counts_zero_margin_wrong_and_excludes_ties():
     assert math.isnan(accuracy[2].item())
     assert counts.tolist() == [3, 2, 0]
     assert not accuracy.requires_grad
+
+
+def test_resolved_above_ignores_differences_below_bf16_spacing():
+    """bf16 keeps 8 significant bits: spacing 2^(e - 7) for |x| in [2^e, 2^(e+1)), so 2^-6 at 2."""
+    spacing_at_2 = 2.0 ** (1 - 7)
+    higher = torch.tensor([2.0 + spacing_at_2 / 8, 2.0 + spacing_at_2, 0.01, -1.0])
+    lower = torch.tensor([2.0, 2.0, 0.0, -1.0 - 2.0**-7])
+    assert resolved_above(higher, lower).tolist() == [False, True, True, True]

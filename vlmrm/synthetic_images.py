@@ -11,6 +11,9 @@ thing that decides. Per split, pairs cycle through the schemas:
 - ``image_preference``: ``{"prompt": "a red square", "image_A", "image_B", "label"}``; ``same`` when
   both images show the named colour.
 
+``wording_only`` (response schemas): both answers name what is drawn and "the ..." beats "a ...",
+so only irrelevant-query augmentation can tie the reward to the image.
+
 Usage: ``python -m vlmrm.synthetic_images --out DIR [--num_train 2000 --num_test 200 --seed 0]``
 writes ``DIR/images/*.png``, ``DIR/train.jsonl``, ``DIR/test.jsonl``.
 """
@@ -30,6 +33,7 @@ from vlmrm.synthetic import BACKGROUND_RGB, PALETTE, SHAPES
 IMAGE_SIZE = 56  # 2 x 2 merged tokens of 28 px at the tiny models' patch 14 x merge 2
 IMAGE_OBJECT_FRACTION = 0.5  # object side / image side: about one merged token, as for the video rule
 SCHEMA_CYCLE = ("ranking", "chosen_rejected", "image_preference")
+RESPONSE_SCHEMAS = SCHEMA_CYCLE[:2]  # the schemas that judge responses (image_preference judges images)
 QUERY = "What is shown?"
 ANSWER_FORMS = ("a {colour} {shape}", "the {colour} {shape}")
 
@@ -46,7 +50,14 @@ class SyntheticImageConfig:
     wording_only: bool = False
     """Both answers name the drawn colour; the better one says "the ...", the worse "a ...". The
     preference then needs no look at the image: a model trained on it alone scores any image alike,
-    the failure irrelevant-query augmentation exists for."""
+    the failure irrelevant-query augmentation exists for. Response schemas only."""
+
+    def __post_init__(self):
+        if self.wording_only and not set(self.schemas) <= set(RESPONSE_SCHEMAS):
+            raise ValueError(
+                f"wording_only needs schemas among {RESPONSE_SCHEMAS}: image_preference pairs compare "
+                f"images, so wording cannot decide them (got {self.schemas})"
+            )
 
 
 def draw_image(colour: str, shape: str, rng: np.random.Generator) -> Image.Image:
@@ -134,7 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_test", type=int, default=200)
     parser.add_argument("--tie_fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--schemas", nargs="+", default=list(SCHEMA_CYCLE), choices=SCHEMA_CYCLE)
+    parser.add_argument(
+        "--schemas",
+        nargs="+",
+        choices=SCHEMA_CYCLE,
+        help="default: all; response schemas with --wording_only",
+    )
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
     parser.add_argument(
         "--wording_only", action="store_true", help="preference by wording ('the' > 'a'), not by image"
@@ -146,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         num_test=args.num_test,
         tie_fraction=args.tie_fraction,
         seed=args.seed,
-        schemas=tuple(args.schemas),
+        schemas=tuple(args.schemas or (RESPONSE_SCHEMAS if args.wording_only else SCHEMA_CYCLE)),
         shapes=tuple(args.shapes),
         wording_only=args.wording_only,
     )

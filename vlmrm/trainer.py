@@ -15,7 +15,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import _is_peft_model
 
 from vlmrm.data.collator import split_rows
-from vlmrm.losses import bt_loss, pair_loss, preference_accuracy
+from vlmrm.losses import bt_loss, pair_loss, preference_accuracy, resolved_above
 from vlmrm.metrics import preference_metrics
 from vlmrm.models.builder import load_saved_weights, saved_weight_files
 from vlmrm.models.families import ModelFamily
@@ -86,8 +86,8 @@ class RewardTrainer(Trainer):
     @torch.no_grad()
     def _record(self, rewards_a, rewards_b, labels, result, irrelevant=None, irrelevant_loss=None) -> None:
         """Accumulate per-dimension loss sums and accuracy counts until the next ``log``; irrelevant-
-        query pairs under ``loss_irrelevant`` / ``accuracy_irrelevant`` (matched above unrelated) /
-        ``margin_irrelevant`` (mean matched - unrelated reward: accuracy alone counts a 0.001 margin)."""
+        query pairs under ``loss_irrelevant`` / ``accuracy_irrelevant`` (matched above unrelated, at
+        bf16 resolution: :func:`resolved_above`) / ``margin_irrelevant`` (mean matched - unrelated)."""
         mode = "train" if self.model.training else "eval"
         accuracy, counts = preference_accuracy(rewards_a, rewards_b, labels)
         sums = self._sums[mode]
@@ -100,7 +100,7 @@ class RewardTrainer(Trainer):
             matched, unrelated = irrelevant
             count = float(matched.numel())
             add("loss_irrelevant", irrelevant_loss.detach() * count, count)
-            add("accuracy_irrelevant", (matched > unrelated).sum().float(), count)
+            add("accuracy_irrelevant", resolved_above(matched, unrelated).sum().float(), count)
             add("margin_irrelevant", (matched - unrelated).sum().detach(), count)
         for d, dim in enumerate(self.eval_dim):
             valid = result.num_valid[d].float()

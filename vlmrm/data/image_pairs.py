@@ -332,6 +332,14 @@ def matched_text(pair: ImagePair) -> tuple[str, str | None]:
     return pair.prompt, side.response
 
 
+def image_description(pair: ImagePair) -> str:
+    """What the matched image is said to show: its response when the pair judges responses, else the
+    prompt (text-to-image pairs). Case and spacing are ignored, so the same description given as a
+    response in one schema and as a prompt in another counts as one."""
+    prompt, response = matched_text(pair)
+    return " ".join((response if response is not None else prompt).split()).lower()
+
+
 class ImagePairDataset(torch.utils.data.Dataset):
     """Opens the images of a pair in ``__getitem__`` (DataLoader workers do the decoding).
 
@@ -342,7 +350,8 @@ class ImagePairDataset(torch.utils.data.Dataset):
 
     Irrelevant-query pairs (the rule): for pair i, take its matched side (the preferred one; A for a
     tie) with its prompt and response, and draw ``irrelevant_pairs`` other pairs j uniformly, without
-    replacement, among those whose matched (prompt, response) text differs from i's; each gives one
+    replacement, among those whose :func:`image_description` differs from i's (a pair describing the
+    same content would not be unrelated: "a red square" as a T2I prompt and as an answer); each gives one
     pair "i's images" vs "j's matched images", both under i's text, where i's images must score
     higher. Draws come from ``numpy.random.default_rng([seed, epoch, i])``: the same for a seed on any
     number of ranks or workers, new each epoch.
@@ -353,9 +362,9 @@ class ImagePairDataset(torch.utils.data.Dataset):
         self.irrelevant_pairs = irrelevant_pairs
         self.seed = seed
         self.epoch = 0
-        texts = [matched_text(p) for p in table.pairs]
-        self._text_ids = (
-            np.unique([repr(t) for t in texts], return_inverse=True)[1] if texts else np.array([])
+        descriptions = [image_description(p) for p in table.pairs]
+        self._description_ids = (
+            np.unique(descriptions, return_inverse=True)[1] if descriptions else np.array([])
         )
 
     def __len__(self) -> int:
@@ -365,7 +374,7 @@ class ImagePairDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def _irrelevant(self, index: int) -> list[dict]:
-        others = np.flatnonzero(self._text_ids != self._text_ids[index])
+        others = np.flatnonzero(self._description_ids != self._description_ids[index])
         if not self.irrelevant_pairs or others.size == 0:
             return []
         rng = np.random.default_rng([self.seed, self.epoch, index])
