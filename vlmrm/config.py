@@ -124,6 +124,14 @@ class DataConfig:
     cache_videos_in_memory: bool = _opt(
         False, "Keep decoded frames in RAM after first use (small data sets; uniform sampling only)."
     )
+    frame_cache_dir: str | None = _opt(
+        None,
+        "Keep decoded, resized frames on local disk here (vlmrm.data.frame_cache), keyed by file and "
+        "every sampling parameter; fill ahead with python -m vlmrm.data.precache. Uniform sampling only.",
+    )
+    frame_cache_max_gb: float = _opt(
+        50.0, "Frame cache size limit in GiB; least-recently-used entries are deleted beyond it."
+    )
     data_format: Literal["auto", "video_pairs", "chosen_rejected", "ranking", "image_preference"] = _opt(
         "auto",
         "auto: .csv = video pairs, .jsonl = image pairs with the schema detected per line; or force a "

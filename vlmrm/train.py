@@ -20,6 +20,7 @@ from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from vlmrm.config import ConfigError, RunConfig
 from vlmrm.data.collator import PairCollator, frame_factor
+from vlmrm.data.frame_cache import frame_cache_from_config
 from vlmrm.data.image_pairs import ImagePairDataset, load_image_pairs
 from vlmrm.data.templates import build_prompt, reward_token
 from vlmrm.data.validate import validate_run_data
@@ -91,12 +92,13 @@ def build_datasets(cfg: RunConfig, processor, reports=()):
     sampling = FrameSampling.from_data_config(data)
     backend = resolve_backend(data.video_backend)
     factor = frame_factor(processor)
+    cache = frame_cache_from_config(data)
 
     def dataset(csv_path, max_samples=None):
         table = read_video_pair_csv(csv_path, data.eval_dim, data.data_dir, data.use_tied_data)
         table.pairs = table.pairs[:max_samples]
         return VideoPairDataset(
-            table, sampling, backend, factor, cfg.training.seed, data.cache_videos_in_memory
+            table, sampling, backend, factor, cfg.training.seed, data.cache_videos_in_memory, cache
         )
 
     train = dataset(data.meta_data, data.max_train_samples)

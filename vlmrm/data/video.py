@@ -167,11 +167,20 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 # --- backends: each returns VideoInfo and (T, H, W, 3) uint8 frames at given indices -----------
 
+AUTO_THREADS = 0
+"""decord's and FFmpeg's (PyAV's) value for "as many decoder threads as cores"."""
+
+
+def decoder_threads() -> int:
+    """1 inside a DataLoader worker, else auto: N workers each starting a thread per core would
+    oversubscribe the cores (PyTorch likewise sets 1 intra-op thread in each worker)."""
+    return 1 if torch.utils.data.get_worker_info() is not None else AUTO_THREADS
+
 
 def _decord_info(path: str) -> VideoInfo:
     import decord
 
-    reader = decord.VideoReader(path, num_threads=1)
+    reader = decord.VideoReader(path, num_threads=decoder_threads())
     height, width = reader[0].shape[:2]
     return VideoInfo(len(reader), float(reader.get_avg_fps()), int(height), int(width))
 
@@ -179,7 +188,7 @@ def _decord_info(path: str) -> VideoInfo:
 def _decord_read(path: str, indices: list[int]) -> np.ndarray:
     import decord
 
-    reader = decord.VideoReader(path, num_threads=1)
+    reader = decord.VideoReader(path, num_threads=decoder_threads())
     return reader.get_batch(indices).asnumpy()
 
 
@@ -204,6 +213,7 @@ def _pyav_read(path: str, indices: list[int]) -> np.ndarray:
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = decoder_threads()
         position = 0
         for frame in container.decode(stream):
             if position in wanted:

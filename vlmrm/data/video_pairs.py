@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vlmrm.constants import LABEL_VALUES, QWEN2_IMAGE_FACTOR
+from vlmrm.data.frame_cache import FrameCache
 from vlmrm.data.problems import DataValidationError, Problem, errors
 from vlmrm.data.video import FrameSampling, VideoBackend, load_video
 
@@ -219,11 +220,11 @@ class VideoPairDataset(Dataset):
         image_factor: int = QWEN2_IMAGE_FACTOR,
         seed: int = 0,
         cache_in_memory: bool = False,
+        frame_cache: FrameCache | None = None,
     ):
-        if cache_in_memory and sampling.sample_type != "uniform":
-            raise ValueError(
-                "cache_videos_in_memory needs sample_type: uniform (random sampling differs per epoch)"
-            )
+        for option, on in (("cache_videos_in_memory", cache_in_memory), ("frame_cache_dir", frame_cache)):
+            if on and sampling.sample_type != "uniform":
+                raise ValueError(f"{option} needs sample_type: uniform (random sampling differs per epoch)")
         self.table = table
         self.sampling = sampling
         self.backend = backend
@@ -231,6 +232,7 @@ class VideoPairDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._memory: dict[Path, object] | None = {} if cache_in_memory else None
+        self.frame_cache = frame_cache
 
     def __len__(self) -> int:
         return len(self.table.pairs)
@@ -252,9 +254,14 @@ class VideoPairDataset(Dataset):
             "pair_id": pair.row,
         }
 
+    def _decode(self, path: Path, rng: np.random.Generator):
+        if self.frame_cache is not None:
+            return self.frame_cache.load(path, self.sampling, self.backend, self.image_factor)
+        return load_video(path, self.sampling, self.backend, self.image_factor, rng)
+
     def _load(self, path: Path, rng: np.random.Generator):
         if self._memory is None:
-            return load_video(path, self.sampling, self.backend, self.image_factor, rng)
+            return self._decode(path, rng)
         if path not in self._memory:
-            self._memory[path] = load_video(path, self.sampling, self.backend, self.image_factor, rng)
+            self._memory[path] = self._decode(path, rng)
         return self._memory[path]

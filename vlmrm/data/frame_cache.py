@@ -1,0 +1,174 @@
+"""Decoded, resized frames of each video on local disk, so later epochs and runs skip decoding.
+
+Why: decoding + resizing is the CPU-side cost of a video reward-model step (public Qwen-VL training
+reports show GPUs waiting on it); a hit is one ``np.load`` of uint8 frames.
+
+Key: SHA-256 of the file's resolved path, size and mtime (ns) and *every* input of
+:func:`vlmrm.data.video.load_video`'s result: all :class:`FrameSampling` fields, the backend's
+name, the resize factor and :data:`CACHE_FORMAT_VERSION`. A changed file or parameter is a new key,
+so a stale entry is never served, only left for eviction.
+
+Writes are atomic: each writer (DataLoader worker, rank) saves to its own temporary name in the
+entry's folder and ``os.replace``-s it onto the key, so readers see a whole entry or none, and
+two writers of one key both leave a valid file. Files are ``.npz`` read with
+``allow_pickle=False``: a cache directory cannot make us run code.
+
+Size limit: least-recently-used entries (mtime, touched on every hit) are deleted once the folder
+exceeds ``max_bytes``. Each process rescans the folder after writing :data:`RESCAN_FRACTION` of the
+limit, so the folder can overshoot by about that fraction per writing process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vlmrm.constants import QWEN2_IMAGE_FACTOR
+from vlmrm.data.video import DecodedVideo, FrameSampling, VideoBackend, VideoInfo, load_video
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT_VERSION = 1
+"""Bump when the stored layout or the frame pipeline changes: old entries stop matching."""
+ENTRY_SUFFIX = ".npz"
+RESCAN_FRACTION = 0.05
+"""A process re-measures the folder after writing this fraction of the limit (bounds the overshoot
+without a stat of every entry on every write)."""
+BYTES_PER_GB = 1024**3
+
+
+class FrameCache:
+    """``load(path, sampling, backend, factor)`` = ``load_video(...)``, from disk when cached."""
+
+    def __init__(self, root: str | Path, max_gb: float | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = None if max_gb is None else int(max_gb * BYTES_PER_GB)
+        self._written_since_scan = 0
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(path: str | Path, sampling: FrameSampling, backend: VideoBackend, image_factor: int) -> str:
+        path = Path(path).resolve()
+        stat = path.stat()
+        fields = {
+            "version": CACHE_FORMAT_VERSION,
+            "path": str(path),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "sampling": dataclasses.asdict(sampling),
+            "backend": backend.name,
+            "image_factor": image_factor,
+        }
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+    def entry_path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}{ENTRY_SUFFIX}"
+
+    def load(
+        self,
+        path: str | Path,
+        sampling: FrameSampling,
+        backend: VideoBackend,
+        image_factor: int = QWEN2_IMAGE_FACTOR,
+    ) -> DecodedVideo:
+        if sampling.sample_type != "uniform":
+            raise ValueError("the frame cache needs sample_type: uniform (random frames differ per epoch)")
+        if not Path(path).is_file():  # the decoder's own error message names the file
+            return load_video(path, sampling, backend, image_factor)
+        entry = self.entry_path(self.key(path, sampling, backend, image_factor))
+        video = self._read(entry)
+        if video is not None:
+            self.hits += 1
+            return video
+        self.misses += 1
+        video = load_video(path, sampling, backend, image_factor)
+        self._write(entry, video)
+        return video
+
+    def _read(self, entry: Path) -> DecodedVideo | None:
+        try:
+            with np.load(entry, allow_pickle=False) as stored:
+                frames = torch.from_numpy(stored["frames"].copy())
+                indices = stored["indices"].tolist()
+                total, fps, height, width = stored["info"].tolist()
+                sample_fps = float(stored["sample_fps"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            logger.warning("frame cache: dropping unreadable entry %s (%s)", entry, err)
+            entry.unlink(missing_ok=True)
+            return None
+        try:
+            os.utime(entry)  # least-recently-used order for eviction
+        except FileNotFoundError:
+            pass  # evicted by another process after we read it
+        return DecodedVideo(frames, indices, VideoInfo(int(total), fps, int(height), int(width)), sample_fps)
+
+    def _write(self, entry: Path, video: DecodedVideo) -> None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        temporary = entry.with_name(f".{entry.stem}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        info = video.info
+        try:
+            with temporary.open("wb") as handle:
+                np.savez(
+                    handle,
+                    frames=video.frames.numpy(),
+                    indices=np.asarray(video.indices, dtype=np.int64),
+                    info=np.asarray([info.total_frames, info.fps, info.height, info.width], dtype=np.float64),
+                    sample_fps=np.float64(video.sample_fps),
+                )
+            os.replace(temporary, entry)
+        except OSError as err:  # a full or read-only cache disk slows training down, never stops it
+            logger.warning("frame cache: could not write %s (%s)", entry, err)
+            temporary.unlink(missing_ok=True)
+            return
+        self._written_since_scan += entry.stat().st_size if entry.exists() else 0
+        if self.max_bytes is not None and self._written_since_scan >= RESCAN_FRACTION * self.max_bytes:
+            self.evict()
+
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """(mtime, bytes, path) of every complete entry (temporary files are not entries)."""
+        found = []
+        for entry in self.root.glob(f"*/*{ENTRY_SUFFIX}"):
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue
+            found.append((stat.st_mtime, stat.st_size, entry))
+        return found
+
+    def evict(self) -> int:
+        """Delete least-recently-used entries until the folder fits ``max_bytes``; returns how many."""
+        self._written_since_scan = 0
+        if self.max_bytes is None:
+            return 0
+        found = sorted(self.entries())
+        total = sum(size for _, size, _ in found)
+        removed = 0
+        for _, size, entry in found:
+            if total <= self.max_bytes:
+                break
+            entry.unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        if removed:
+            logger.info("frame cache: evicted %d entries to stay under %d bytes", removed, self.max_bytes)
+        return removed
+
+
+def frame_cache_from_config(data) -> FrameCache | None:
+    """The cache a :class:`vlmrm.config.DataConfig` asks for (``frame_cache_dir`` unset = none)."""
+    if not data.frame_cache_dir:
+        return None
+    return FrameCache(data.frame_cache_dir, data.frame_cache_max_gb)
