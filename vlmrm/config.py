@@ -235,6 +235,11 @@ class RewardTrainingArguments(TrainingArguments):
     load_weights_only: bool = _opt(
         False, "With resume_from_checkpoint: take the weights only; fresh optimizer, scheduler and step 0."
     )
+    skip_nonfinite_loss: bool = _opt(
+        False,
+        "A NaN/inf training loss stops the run naming the step and the batch's sample ids; true skips "
+        "that optimizer step instead (its gradients dropped; counted as skipped_nonfinite_steps).",
+    )
     normalization_pairs: int | None = _opt(
         None,
         "After training, store each dimension's reward mean/std over this many training pairs (both "

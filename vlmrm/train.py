@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
-from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy
 
 from vlmrm.config import ConfigError, RunConfig
 from vlmrm.data.collator import PairCollator, frame_factor
@@ -30,7 +30,7 @@ from vlmrm.models.builder import build_reward_model, load_saved_weights, merge_a
 from vlmrm.models.families import family_for
 from vlmrm.models.reward_model import attach_spec
 from vlmrm.models.trainable import configure_trainable, parameter_summary
-from vlmrm.trainer import EpochSetterCallback, RewardTrainer
+from vlmrm.trainer import CHECKPOINT_COMPLETE, EpochSetterCallback, RewardTrainer, latest_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ def check_run_config(cfg: RunConfig) -> None:
         raise ConfigError("model_name_or_path: required")
     if not cfg.data.meta_data:
         raise ConfigError("meta_data: required (the training CSV)")
+    if cfg.training.skip_nonfinite_loss and cfg.training.deepspeed:
+        raise ConfigError(
+            "skip_nonfinite_loss: DeepSpeed keeps its own gradient buffers, which this skip cannot clear; "
+            "leave it false (a non-finite loss then stops the run with the step and sample ids)"
+        )
     if cfg.training.loss_type == "reg":
         raise ConfigError("loss_type 'reg' needs numeric scores; CSV video pairs carry A/B/same labels only")
     if cfg.model.reward_token == "special":
@@ -135,7 +140,9 @@ class SaveRewardConfigCallback(TrainerCallback):
 
 def resolve_resume(value: str | None, output_dir: str) -> str | bool | None:
     if value in RESUME_LATEST:
-        return get_last_checkpoint(output_dir) or None
+        return latest_complete_checkpoint(output_dir)
+    if value and not (Path(value) / CHECKPOINT_COMPLETE).is_file():
+        logger.warning("%s has no %s: it may be an interrupted save", value, CHECKPOINT_COMPLETE)
     return value
 
 
@@ -339,5 +346,7 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
             )
             processor.save_pretrained(Path(args.output_dir) / FULL_MODEL_DIR)
         metrics.update(skipped_counts(reports))
+        if args.skip_nonfinite_loss:
+            metrics["skipped_nonfinite_steps"] = trainer.nonfinite_skipped
         (Path(args.output_dir) / FINAL_METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

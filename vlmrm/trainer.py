@@ -6,13 +6,17 @@ Only the narrow hooks are overridden (``compute_loss``, ``prediction_step``, ``c
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import _is_peft_model
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, _is_peft_model
 
 from vlmrm.data.collator import split_rows
 from vlmrm.losses import bt_loss, pair_loss, preference_accuracy, resolved_above
@@ -24,6 +28,38 @@ from vlmrm.models.trainable import optimizer_param_groups
 logger = logging.getLogger(__name__)
 
 NON_MODEL_KEYS = ("labels", "pair_ids", "margin", "num_irrelevant")
+
+
+CHECKPOINT_COMPLETE = "checkpoint_complete.json"
+"""Written (to a temporary name, then renamed) into ``checkpoint-N`` after every rank's files are in."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A NaN or inf training loss (the message names the step and the batch's sample ids)."""
+
+
+def mark_checkpoint_complete(folder: Path, step: int) -> None:
+    temporary = folder / f".{CHECKPOINT_COMPLETE}.tmp"
+    temporary.write_text(json.dumps({"step": step}) + "\n")
+    os.replace(temporary, folder / CHECKPOINT_COMPLETE)
+
+
+def latest_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` holding :data:`CHECKPOINT_COMPLETE`; newer, unmarked folders
+    (a save interrupted by a kill) are logged and skipped."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = {}
+    for child in folder.iterdir():
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", child.name)
+        if match and child.is_dir():
+            steps[int(match.group(1))] = child
+    for step in sorted(steps, reverse=True):
+        if (steps[step] / CHECKPOINT_COMPLETE).is_file():
+            return str(steps[step])
+        logger.warning("%s is incomplete (its save was interrupted): not resuming from it", steps[step])
+    return None
 
 
 class RewardTrainer(Trainer):
@@ -45,6 +81,7 @@ class RewardTrainer(Trainer):
             "train": defaultdict(float),
             "eval": defaultdict(float),
         }
+        self.nonfinite_skipped = 0
 
     # --- loss ---------------------------------------------------------------------------------
 
@@ -156,7 +193,47 @@ class RewardTrainer(Trainer):
         labels = np.asarray(eval_prediction.label_ids)
         return preference_metrics(rewards[:, 0], rewards[:, 1], labels, self.eval_dim)
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """HF's step, then a finiteness check agreed by every rank (DDP averages one rank's NaN
+        gradients into all of them). A non-finite loss raises :class:`NonFiniteLossError` with the
+        step and the batch's sample ids (CSV row / JSONL line), or, with ``skip_nonfinite_loss``,
+        drops the gradients (set to None, so the optimizer leaves every weight and moment as it
+        was; with gradient accumulation the step's other micro-batches go too) and counts it."""
+        pair_ids = inputs.get("pair_ids")
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        local_bad = not bool(torch.isfinite(loss).all())
+        flag = torch.tensor([float(local_bad)], device=loss.device)
+        if self.accelerator.num_processes > 1:
+            flag = self.accelerator.reduce(flag, reduction="sum")
+        if flag.item() == 0:
+            return loss
+        step = self.state.global_step + 1
+        if not self.args.skip_nonfinite_loss:
+            ids = pair_ids.tolist() if pair_ids is not None else []
+            where = f"batch sample ids {ids}" if local_bad else "on another rank"
+            raise NonFiniteLossError(
+                f"non-finite training loss at step {step} ({where}; rank {self.args.process_index}); "
+                "set skip_nonfinite_loss: true to skip such steps"
+            )
+        model.zero_grad(set_to_none=True)
+        self.nonfinite_skipped += 1
+        logger.warning(
+            "step %d: non-finite loss, gradients dropped (%d so far)", step, self.nonfinite_skipped
+        )
+        return torch.zeros_like(loss)
+
     # --- checkpoints ------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model, trial):
+        """HF writes ``checkpoint-N`` in place, file by file, and resume takes the newest folder: a
+        run killed mid-write would resume from half a checkpoint. Once every rank has written its
+        part, rank 0 marks the folder complete (:func:`mark_checkpoint_complete`); resume takes only
+        marked folders (:func:`latest_complete_checkpoint`)."""
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            mark_checkpoint_complete(folder, self.state.global_step)
 
     def _reloads_full_weights(self, model, folder: str) -> bool:
         """Trainer's own plain ``load_state_dict`` path, which needs key conversion (see ``load_saved_weights``)."""
