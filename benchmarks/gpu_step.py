@@ -1,0 +1,416 @@
+"""One reward-model training step of a random-init Qwen2-VL-2B on video pairs, on one GPU.
+
+Times the step vlmrm's trainer runs (``RewardTrainer.pair_rewards`` + ``bt_loss`` + backward +
+gradient clipping + AdamW) in four configurations: the merged forward (the A and B rows of the
+pair batch in one forward) and one forward per side, each with and without gradient
+checkpointing. It prints a table, one JSON line (``{"benchmark": "gpu_step", ...}``) and the
+ratio merged / separate of the median step times (below 1: the merged forward is faster).
+
+The model is Qwen2-VL-2B's architecture (``benchmarks/configs/qwen2_vl_2b.json``) with random
+weights: nothing is downloaded, and step time does not depend on the weights' values. Why not
+vlmrm's own ``RewardModel`` class: ``vlmrm.models`` imports ``vlmrm.data.video``, which needs
+``qwen_vl_utils``, and the lent GPU machine has torch + transformers but not that package. So
+this script re-creates the reward model's forward (the family's ``...ForConditionalGeneration``
+backbone ``.model``, the last attended token, a linear head) and the trainer's row split, and
+``tests/test_gpu_step.py`` checks on CPU that its rewards equal vlmrm's ``RewardModel`` with the
+same weights, merged and separate. Only ``vlmrm.losses`` (torch alone) is imported from vlmrm.
+
+Default input, as in ``shared/benchmarks/naive_qwen2vl_step.py``: per video 10 frames of 448x448
+-> ViT grid (t, h, w) = (10 / 2, 448 / 14, 448 / 14) = (5, 32, 32) = 5120 patches -> 5120 / 2^2 =
+1280 LLM video tokens, plus ``PROMPT_TOKENS_BEFORE + PROMPT_TOKENS_AFTER + 4`` = 104 text and
+special tokens: 1384 tokens per sequence, 2 sequences per pair.
+
+MFU (model FLOPs utilisation) counts the ViT and the LLM, forward + backward = 3 x forward:
+
+    FLOPs per step = 6 * N_llm * S * R                               LLM matmuls
+                   + 12 * L_llm * d_llm * S^2 * R                    LLM attention (QK^T and AV)
+                   + 6 * N_vit * P * R + 6 * N_merger * P / m^2 * R  ViT blocks + patch merger
+                   + 12 * L_vit * d_vit * (h * w)^2 * t * R          ViT attention (per frame)
+    MFU = FLOPs per step / step time / peak bf16 FLOP/s
+
+R = rows (2 per pair), S = tokens per row, N_llm = LLM parameters without the embedding table
+(it is a lookup; with tied weights it is also the unused LM head), L / d = layers / hidden width,
+P = t * h * w patches per video, m = spatial merge size (the merger runs once per 2x2 patches),
+N_vit = ViT parameters without the merger. Attention: QK^T and AV are 2 * S^2 * d FLOPs each in the
+forward; the causal mask is not discounted (PaLM's convention). Qwen2-VL's ViT attends within
+each temporal patch (h * w patches), not across the whole video. Gradient checkpointing's
+recomputed forward is not counted (model FLOPs, not hardware FLOPs), so its MFU is lower. Peak
+bf16 dense FLOP/s comes from ``PEAK_BF16_FLOPS`` by GPU name, or ``--peak_tflops``.
+
+Run it beside the naive baseline on the GPU machine, in one call (``../shared`` does not travel
+to it, so copy the baseline into a git-ignored folder of the repo and carry that folder first):
+
+    python benchmarks/gpu_step.py && python .bench/naive_qwen2vl_step.py \\
+        && python .bench/naive_qwen2vl_step.py --ckpt
+
+Smoke test on CPU (small dims, float32): ``python benchmarks/gpu_step.py --tiny --steps 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal, get_args
+
+import torch
+import transformers
+from torch import nn
+from transformers import AutoModelForImageTextToText, Qwen2VLConfig
+
+from vlmrm.losses import bt_loss
+
+CONFIG_PATH = Path(__file__).parent / "configs" / "qwen2_vl_2b.json"
+
+# Small dims for the CPU smoke test: head_dim 64 / 4 = 16, so mrope_section sums to 16 / 2 = 8.
+TINY_TEXT = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+}
+TINY_MROPE_SECTION = [2, 3, 3]
+TINY_VISION = {"depth": 2, "embed_dim": 32, "num_heads": 4, "hidden_size": 64, "mlp_ratio": 2}
+# Default video: 10 frames of 448x448 -> grid (5, 32, 32); --tiny: 2 frames of 56x56 -> grid (1, 4, 4).
+FRAMES, FRAME_SIDE = 10, 448
+TINY_FRAMES, TINY_FRAME_SIDE = 2, 56
+
+# Prompt around the video, as the "simple" template lays it out: <|im_start|>, text, <|vision_start|>,
+# video pads, <|vision_end|>, text, <|im_end|>. The text lengths match the naive baseline.
+PROMPT_TOKENS_BEFORE = 40
+PROMPT_TOKENS_AFTER = 60
+IM_START, IM_END = 151644, 151645
+TEXT_TOKEN_RANGE = (100, 150_000)  # ordinary (non-special) token ids for the synthetic prompt text
+MM_TOKEN_TYPE_VIDEO = 2  # transformers 5.x builds M-RoPE positions from mm_token_type_ids: 0 text, 2 video
+
+PEAK_BF16_FLOPS = {  # dense bf16 tensor-core peak by GPU name (NVIDIA data sheets); first match wins
+    "H100 PCIe": 756e12,
+    "H100": 989e12,  # SXM
+    "H200": 989e12,
+    "A100": 312e12,
+}
+MAX_GRAD_NORM = 1.0  # HF Trainer's default max_grad_norm: the trainer clips every step
+LEARNING_RATE = 1e-6
+BYTES_PER_GIB = 2**30
+
+
+AttnImplementation = Literal["auto", "sdpa", "flash_attention_2", "eager"]
+
+
+@dataclass
+class StepBenchConfig:
+    """Command-line options (each field is one ``--flag``; ``help`` is its description)."""
+
+    tiny: bool = field(default=False, metadata={"help": "Small dims, float32 on CPU: a smoke test only."})
+    steps: int = field(default=5, metadata={"help": "Timed steps per configuration (median reported)."})
+    warmup: int = field(default=2, metadata={"help": "Untimed steps per configuration before those."})
+    pairs: int = field(default=1, metadata={"help": "Pairs per step (2 sequences each)."})
+    frames: int | None = field(
+        default=None, metadata={"help": f"Frames per video, even (default {FRAMES}, --tiny {TINY_FRAMES})."}
+    )
+    frame_side: int | None = field(
+        default=None,
+        metadata={
+            "help": f"Frame side, a multiple of 28 pixels (default {FRAME_SIDE}, --tiny {TINY_FRAME_SIDE})."
+        },
+    )
+    attn: AttnImplementation = field(
+        default="auto",
+        metadata={"help": "auto: flash_attention_2 where flash_attn imports on CUDA, else sdpa."},
+    )
+    peak_tflops: float | None = field(
+        default=None, metadata={"help": "Peak bf16 TFLOP/s for MFU (default: by GPU name)."}
+    )
+    config: Path = field(default=CONFIG_PATH, metadata={"help": "Qwen2VLConfig JSON of the backbone."})
+
+    def __post_init__(self) -> None:
+        if self.frames is None:
+            self.frames = TINY_FRAMES if self.tiny else FRAMES
+        if self.frame_side is None:
+            self.frame_side = TINY_FRAME_SIDE if self.tiny else FRAME_SIDE
+        if self.steps < 1 or self.warmup < 0 or self.pairs < 1:
+            raise ValueError("--steps and --pairs must be >= 1, --warmup >= 0")
+
+
+ARG_TYPES = {"int": int, "int | None": int, "float | None": float, "Path": Path}  # by annotation
+
+
+def parse_args() -> StepBenchConfig:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f in fields(StepBenchConfig):
+        if f.type == "bool":
+            parser.add_argument(f"--{f.name}", action="store_true", help=f.metadata["help"])
+        elif f.type == "AttnImplementation":
+            parser.add_argument(
+                f"--{f.name}",
+                choices=get_args(AttnImplementation),
+                default=f.default,
+                help=f.metadata["help"],
+            )
+        else:
+            parser.add_argument(
+                f"--{f.name}", type=ARG_TYPES[f.type], default=f.default, help=f.metadata["help"]
+            )
+    return StepBenchConfig(**vars(parser.parse_args()))
+
+
+def load_config(bench: StepBenchConfig) -> Qwen2VLConfig:
+    values = json.loads(bench.config.read_text())
+    if bench.tiny:
+        values["text_config"].update(TINY_TEXT)
+        values["text_config"]["rope_parameters"]["mrope_section"] = TINY_MROPE_SECTION
+        values["vision_config"].update(TINY_VISION)
+    return Qwen2VLConfig(**values)
+
+
+class PairRewardModel(nn.Module):
+    """vlmrm's ``RewardModel`` forward for reward_token "last", a linear head and one dimension.
+
+    ``backbone`` is the family's generation class, as vlmrm's reward model is; its LM head is never
+    run. ``head`` plays ``rm_head.layers[0]``.
+    """
+
+    def __init__(self, config: Qwen2VLConfig, dtype: torch.dtype, attn_implementation: str):
+        super().__init__()
+        self.backbone = AutoModelForImageTextToText.from_config(
+            config, dtype=dtype, attn_implementation=attn_implementation
+        )  # Qwen2VLForConditionalGeneration, random weights
+        self.head = nn.Linear(config.text_config.hidden_size, 1, dtype=dtype)
+
+    def forward(self, input_ids, attention_mask, mm_token_type_ids, pixel_values_videos, video_grid_thw):
+        """(N, 1) float32 rewards of N sequences."""
+        outputs = self.backbone.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            mm_token_type_ids=mm_token_type_ids,
+            pixel_values_videos=pixel_values_videos,
+            video_grid_thw=video_grid_thw,
+            use_cache=False,
+            return_dict=True,
+        )
+        hidden = outputs.last_hidden_state  # (N, T, H)
+        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        last = (attention_mask.long() * positions).argmax(dim=1)  # last attended token, any padding side
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (N, H)
+        return self.head(pooled).float()
+
+
+def pair_batch(config: Qwen2VLConfig, bench: StepBenchConfig, device: torch.device, dtype: torch.dtype):
+    """A collated batch in vlmrm's convention (``vlmrm.data.collator``): rows 0..B-1 video A of each
+    pair, rows B..2B-1 video B; flat patches in row order; labels (B, 1) = +1 (A better)."""
+    vision = config.vision_config
+    side_unit = vision.patch_size * vision.spatial_merge_size
+    if bench.frames % vision.temporal_patch_size or bench.frame_side % side_unit:
+        raise ValueError(
+            f"--frames must be a multiple of {vision.temporal_patch_size} and --frame_side of {side_unit}"
+        )
+    grid = (
+        bench.frames // vision.temporal_patch_size,
+        bench.frame_side // vision.patch_size,
+        bench.frame_side // vision.patch_size,
+    )
+    rows = 2 * bench.pairs
+    video_tokens = grid[0] * grid[1] * grid[2] // vision.spatial_merge_size**2
+    input_ids = torch.cat(
+        [
+            torch.full((rows, 1), IM_START),
+            torch.randint(*TEXT_TOKEN_RANGE, (rows, PROMPT_TOKENS_BEFORE)),
+            torch.full((rows, 1), config.vision_start_token_id),
+            torch.full((rows, video_tokens), config.video_token_id),
+            torch.full((rows, 1), config.vision_end_token_id),
+            torch.randint(*TEXT_TOKEN_RANGE, (rows, PROMPT_TOKENS_AFTER)),
+            torch.full((rows, 1), IM_END),
+        ],
+        dim=1,
+    ).to(device)  # (2B, T)
+    patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "mm_token_type_ids": (input_ids == config.video_token_id).long() * MM_TOKEN_TYPE_VIDEO,
+        "pixel_values_videos": torch.randn(
+            rows * grid[0] * grid[1] * grid[2], patch_dim, device=device, dtype=dtype
+        ),
+        "video_grid_thw": torch.tensor([grid] * rows, device=device),
+        "labels": torch.ones(bench.pairs, 1, device=device),
+    }
+
+
+def split_sides(inputs: dict, pairs: int) -> list[dict]:
+    """The A rows and the B rows as two model batches (``vlmrm.data.collator.split_rows``)."""
+    patches = int(inputs["video_grid_thw"][:pairs].prod(dim=1).sum())
+    sides = [{}, {}]
+    for key in ("input_ids", "attention_mask", "mm_token_type_ids", "video_grid_thw"):
+        sides[0][key], sides[1][key] = inputs[key][:pairs], inputs[key][pairs:]
+    pixels = inputs["pixel_values_videos"]
+    sides[0]["pixel_values_videos"], sides[1]["pixel_values_videos"] = pixels[:patches], pixels[patches:]
+    return sides
+
+
+def pair_rewards(model: PairRewardModel, inputs: dict, merged: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1) rewards of the A and of the B sides, as ``RewardTrainer.pair_rewards`` computes them."""
+    pairs = inputs["labels"].shape[0]
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    if merged:
+        return model(**model_inputs).split([pairs, pairs], dim=0)
+    side_a, side_b = split_sides(model_inputs, pairs)
+    return model(**side_a), model(**side_b)
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def training_flops(model: PairRewardModel, inputs: dict) -> float:
+    """Model FLOPs of one step (forward + backward); the formula is in the module docstring."""
+    config = model.backbone.config
+    text, vision = config.text_config, config.vision_config
+    backbone = model.backbone.model
+    n_llm = parameter_count(backbone.language_model) - parameter_count(backbone.language_model.embed_tokens)
+    n_merger = parameter_count(backbone.visual.merger)
+    n_vit = parameter_count(backbone.visual) - n_merger
+    rows, seq = inputs["input_ids"].shape
+    t, h, w = (int(x) for x in inputs["video_grid_thw"][0])
+    patches = t * h * w
+    llm = 6 * n_llm * seq + 12 * text.num_hidden_layers * text.hidden_size * seq**2
+    vit = (
+        6 * n_vit * patches
+        + 6 * n_merger * patches // vision.spatial_merge_size**2
+        + 12 * vision.depth * vision.embed_dim * (h * w) ** 2 * t
+    )
+    return float(rows * (llm + vit))
+
+
+def peak_flops(bench: StepBenchConfig, device_name: str) -> float | None:
+    if bench.peak_tflops is not None:
+        return bench.peak_tflops * 1e12
+    return next((flops for name, flops in PEAK_BF16_FLOPS.items() if name in device_name), None)
+
+
+def set_checkpointing(backbone: nn.Module, enabled: bool) -> None:
+    """Checkpointing as HF Trainer turns it on (non-reentrant, as ``vlmrm.train`` asks):
+    ``activation_checkpointing_*`` where transformers has it, else the older ``gradient_*`` names."""
+    if hasattr(backbone, "activation_checkpointing_enable"):
+        if enabled:
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            backbone.activation_checkpointing_disable()
+    elif enabled:
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        backbone.gradient_checkpointing_disable()
+
+
+def run_config(model, optimizer, inputs, bench, merged: bool, checkpointing: bool) -> dict:
+    """Median step time and peak memory of one (forward, checkpointing) configuration."""
+    set_checkpointing(model.backbone, checkpointing)
+    cuda = inputs["input_ids"].is_cuda
+    times = []
+    for step in range(bench.warmup + bench.steps):
+        if step == bench.warmup and cuda:
+            torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        rewards_a, rewards_b = pair_rewards(model, inputs, merged)
+        bt_loss(rewards_a, rewards_b, inputs["labels"]).loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        if step >= bench.warmup:
+            times.append(time.perf_counter() - start)
+    return {
+        "forward": "merged" if merged else "separate",
+        "gradient_checkpointing": checkpointing,
+        "step_s": statistics.median(times),
+        "peak_mem_gib": torch.cuda.max_memory_allocated() / BYTES_PER_GIB if cuda else None,
+    }
+
+
+def rounded(value):
+    """Four significant digits for the JSON line (None, bools and strings unchanged)."""
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
+def attn_implementation(bench: StepBenchConfig, device: torch.device) -> str:
+    if bench.attn != "auto":
+        return bench.attn
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def main() -> None:
+    bench = parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() and not bench.tiny else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    attn = attn_implementation(bench, device)
+    config = load_config(bench)
+    torch.manual_seed(0)
+    with device:
+        model = PairRewardModel(config, dtype, attn).train()
+        inputs = pair_batch(config, bench, device, dtype)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, fused=device.type == "cuda")
+    flops = training_flops(model, inputs)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = peak_flops(bench, device_name)
+    pairs, (rows, seq) = bench.pairs, inputs["input_ids"].shape
+    results = []
+    for checkpointing in (False, True):
+        for merged in (True, False):
+            row = run_config(model, optimizer, inputs, bench, merged, checkpointing)
+            row["s_per_pair"] = row["step_s"] / pairs
+            row["tokens_per_s"] = rows * seq / row["step_s"]
+            row["mfu"] = flops / row["step_s"] / peak if peak else None
+            results.append(row)
+    ratios = {
+        ("ckpt" if ckpt else "no_ckpt"): results[2 * ckpt]["step_s"] / results[2 * ckpt + 1]["step_s"]
+        for ckpt in (False, True)
+    }
+    print(f"device {device_name}, {dtype}, attn {attn}, {pairs} pair(s) x 2 rows x {seq} tokens")
+    print(
+        f"{'forward':<9} {'ckpt':<5} {'step s':>8} {'s/pair':>8} {'tokens/s':>10} {'peak GiB':>9} {'MFU':>7}"
+    )
+    for row in results:
+        mem = f"{row['peak_mem_gib']:.2f}" if row["peak_mem_gib"] is not None else "-"
+        mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
+        print(
+            f"{row['forward']:<9} {row['gradient_checkpointing']!s:<5} {row['step_s']:>8.4f} "
+            f"{row['s_per_pair']:>8.4f} {row['tokens_per_s']:>10.0f} {mem:>9} {mfu:>7}"
+        )
+    for name, ratio in ratios.items():
+        print(f"ratio merged / separate step time ({name}): {ratio:.3f}")
+    text, vision = config.text_config, config.vision_config
+    print(
+        json.dumps(
+            {
+                "benchmark": "gpu_step",
+                "device": device_name,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "dtype": str(dtype).removeprefix("torch."),
+                "attn_implementation": attn,
+                "tiny": bench.tiny,
+                "pairs": pairs,
+                "seq_len": seq,
+                "vit_patches_per_video": int(inputs["video_grid_thw"][0].prod()),
+                "llm_layers": text.num_hidden_layers,
+                "vit_depth": vision.depth,
+                "flops_per_step": flops,
+                "peak_flops": peak,
+                "results": [{key: rounded(value) for key, value in row.items()} for row in results],
+                "ratio_merged_over_separate": {key: rounded(value) for key, value in ratios.items()},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
