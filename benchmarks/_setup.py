@@ -43,9 +43,12 @@ class TinyBench:
         return frame_factor(self.processor)
 
 
-def tiny_bench(num_train: int, num_test: int = 0, family: str = "qwen2_vl", **values) -> TinyBench:
+def tiny_bench(
+    num_train: int, num_test: int = 0, family: str = "qwen2_vl", frame_cache: bool = False, **values
+) -> TinyBench:
     """Tiny checkpoint (built once, cached), fresh synthetic mp4 pairs in a temp folder, the run's
-    datasets and trainer, built by the same functions training uses."""
+    datasets and trainer, built by the same functions training uses (``frame_cache``: an empty
+    frame cache in the temp folder)."""
     work = Path(tempfile.mkdtemp(prefix="vlmrm-bench-"))
     data = generate_video_pairs(
         SyntheticVideoConfig(out_dir=work / "data", num_train=num_train, num_test=num_test)
@@ -65,6 +68,7 @@ def tiny_bench(num_train: int, num_test: int = 0, family: str = "qwen2_vl", **va
             "use_cpu": True,
             "report_to": "none",
             "disable_tqdm": True,
+            "frame_cache_dir": str(work / "frame_cache") if frame_cache else None,
             **values,
         }
     )

@@ -47,7 +47,9 @@ def main() -> None:
     parser.add_argument("--rss_decodes", type=int, default=500)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vlmrm-bench-decoders-"))
-    data = generate_video_pairs(SyntheticVideoConfig(out_dir=work / "data", num_train=args.videos // 2, num_test=0))
+    data = generate_video_pairs(
+        SyntheticVideoConfig(out_dir=work / "data", num_train=args.videos // 2, num_test=0)
+    )
     videos = sorted((data.out_dir / "videos").glob("*.mp4"))[: args.videos]
     names = [name for name in BACKENDS if backend_usable(name)]
     skipped = [name for name in BACKENDS if name not in names]
@@ -66,7 +68,10 @@ def main() -> None:
     with context.Pool(1) as pool:
         growth = {name: pool.apply(rss_growth, (name, videos, args.rss_decodes)) for name in names}
     print(f"{len(videos)} videos, {BENCH_FRAMES} frames each -> {BENCH_PIXELS} px; {machine()}")
-    print(f"identical frame indices and frames across {', '.join(names)}" + (f" (not loadable: {', '.join(skipped)})" if skipped else ""))
+    print(
+        f"identical frame indices and frames across {', '.join(names)}"
+        + (f" (not loadable: {', '.join(skipped)})" if skipped else "")
+    )
     fastest = min(medians.values())
     for name in names:
         per_video = medians[name] / len(videos) * 1000

@@ -29,7 +29,9 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vlmrm-bench-cache-"))
-    data = generate_video_pairs(SyntheticVideoConfig(out_dir=work / "data", num_train=args.videos // 2, num_test=0))
+    data = generate_video_pairs(
+        SyntheticVideoConfig(out_dir=work / "data", num_train=args.videos // 2, num_test=0)
+    )
     videos = sorted((data.out_dir / "videos").glob("*.mp4"))[: args.videos]
     sampling = FrameSampling(num_frames=BENCH_FRAMES, min_pixels=BENCH_PIXELS, max_pixels=BENCH_PIXELS)
     backend = resolve_backend(args.backend)
@@ -48,7 +50,9 @@ def main() -> None:
 
     medians = interleaved_medians({"cold": cold, "hit": hit}, args.repeats)
     per_video = {name: seconds / len(videos) * 1000 for name, seconds in medians.items()}
-    print(f"{len(videos)} videos, {BENCH_FRAMES} frames each -> {BENCH_PIXELS} px, backend {backend.name}; {machine()}")
+    print(
+        f"{len(videos)} videos, {BENCH_FRAMES} frames each -> {BENCH_PIXELS} px, backend {backend.name}; {machine()}"
+    )
     print(f"cold decode + resize: {per_video['cold']:.2f} ms / video (median of {args.repeats} passes)")
     print(f"cache hit:            {per_video['hit']:.2f} ms / video")
     print(f"ratio cold / hit: {medians['cold'] / medians['hit']:.1f}x")

@@ -1,0 +1,94 @@
+"""Data-loader pairs/s (0, 1, 2 workers; cold decode and frame-cache hits) vs the pairs/s a training
+step consumes, and evaluation pairs/s, on the tiny model with synthetic video pairs.
+
+    .venv/bin/python benchmarks/loader_throughput.py [--pairs 64] [--batch 8] [--passes 3] [--repeats 10]
+
+Loader: a ``DataLoader`` over the run's ``VideoPairDataset`` with the run's collator (decoding in
+``__getitem__``, processor work in the collator, both inside the workers), persistent workers, one
+untimed pass first (worker start-up, cache fill), then ``--passes`` timed passes. Train step:
+forward + backward + AdamW step of one collated batch, median after warm-up. The loader must
+outpace the step by a wide margin, or the accelerator waits on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+from _setup import interleaved_medians, machine, tiny_bench
+
+WORKER_COUNTS = (0, 1, 2)
+
+
+def loader_pairs_per_second(dataset, collator, batch: int, workers: int, passes: int) -> float:
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=collator,
+        persistent_workers=workers > 0,
+        prefetch_factor=2 if workers else None,
+    )
+    for _ in loader:  # untimed: workers start, the cache fills
+        pass
+    start = time.perf_counter()
+    for _ in range(passes):
+        for _ in loader:
+            pass
+    return passes * len(dataset) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    bench = tiny_bench(
+        args.pairs,
+        num_test=args.pairs,
+        per_device_train_batch_size=args.batch,
+        per_device_eval_batch_size=args.batch,
+        frame_cache=True,
+    )
+    cold = copy.copy(bench.train)
+    cold.frame_cache = None
+    collator = bench.trainer.data_collator
+
+    loader = {}
+    for name, dataset in (("cold", cold), ("cached", bench.train)):
+        for workers in WORKER_COUNTS:
+            loader[name, workers] = loader_pairs_per_second(
+                dataset, collator, args.batch, workers, args.passes
+            )
+
+    trainer, model = bench.trainer, bench.model
+    model.train()
+    optimizer = trainer.create_optimizer()
+    inputs = collator([bench.train[i] for i in range(args.batch)])
+
+    def train_step():
+        trainer.compute_loss(model, inputs).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step_s = interleaved_medians({"step": train_step}, args.repeats)["step"]
+    step_pairs = args.batch / step_s
+    metrics = trainer.evaluate()
+    eval_pairs = len(bench.test) / metrics["eval_runtime"]
+
+    print(f"{args.pairs} pairs, batch {args.batch}, {machine()}")
+    print(f"train step (fwd + bwd + AdamW): {step_s * 1000:.1f} ms -> {step_pairs:.1f} pairs/s")
+    for (name, workers), rate in loader.items():
+        print(
+            f"loader {name:6s} {workers} workers: {rate:7.1f} pairs/s = {rate / step_pairs:5.1f}x the train step"
+        )
+    print(f"evaluation (trainer.evaluate, loading included): {eval_pairs:.1f} pairs/s")
+    print(f"ratio loader (2 workers, cached) / train step: {loader['cached', 2] / step_pairs:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
