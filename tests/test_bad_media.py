@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ramp_frames
+from tests.conftest import ramp_frames, tiny_run_values
 from vlmrm.config import parse_config
+from vlmrm.data.image_pairs import parse_image_pair_jsonl
 from vlmrm.data.problems import DataValidationError
 from vlmrm.data.validate import validate_run_data, validate_video_pairs
 from vlmrm.data.video import (
@@ -254,3 +255,46 @@ def test_skip_never_skips_a_whole_file(make_csv, bad_media, tmp_path):
     csv_path = make_csv([row("videos/good.mp4")], header=["path_A", "path_B", "prompt", "VQ", "MQ"])
     with pytest.raises(DataValidationError, match=r"\[TA\]: missing column"):
         validate_run_data(run_config(tmp_path, csv_path, on_bad_sample="skip"))
+
+
+def test_jsonl_lines_not_utf8_or_nested_too_deep_are_named(tmp_path):
+    """Line 2 holds a latin-1 byte, line 3 nests deeper than Python's recursion limit; line 1 is fine."""
+    good = b'{"prompt": "p", "chosen": "a", "rejected": "b", "images": ["x.png"]}'
+    latin = '{"prompt": "caf\u00e9", "chosen": "a", "rejected": "b", "images": ["x.png"]}'.encode("latin-1")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b"\n".join([good, latin, deep]) + b"\n")
+    table = parse_image_pair_jsonl(path)
+    assert [str(p) for p in table.problems] == [
+        f"error: {path}:2: not valid UTF-8 (byte 0xe9 at byte 16 of the line); save the file as UTF-8",
+        f"error: {path}:3: JSON nested too deeply",
+    ]
+    assert [pair.line for pair in table.pairs] == [1]
+
+
+@pytest.mark.slow
+def test_training_with_a_cut_video_stops_or_skips_and_counts(tiny_cache, tmp_path):
+    """A real run on the tiny model: one training video cut in half is named before the model loads
+    (error) or its rows are skipped, the run finishes and eval_results counts them (skip)."""
+    from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
+    from vlmrm.tiny import tiny_checkpoint
+    from vlmrm.train import run_training
+
+    data = generate_video_pairs(
+        SyntheticVideoConfig(out_dir=tmp_path / "data", num_train=8, num_test=4)
+    ).out_dir
+    rows = (data / "train.csv").read_text().splitlines()[1:]
+    cut = rows[3].split(",")[0]  # path_A of line 5
+    whole = (data / cut).read_bytes()
+    (data / cut).write_bytes(whole[: len(whole) // 2])
+    using = sum(cut in row.split(",")[:2] for row in rows)
+    values = tiny_run_values(
+        tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache), data, tmp_path / "err", max_steps=1
+    )
+    with pytest.raises(DataValidationError) as err:
+        run_training(parse_config(values=values))
+    assert f"{data / 'train.csv'}:5 [path_A]: unreadable by pyav" in str(err.value)
+    values.update(output_dir=str(tmp_path / "skip"), on_bad_sample="skip")
+    metrics = run_training(parse_config(values=values))
+    assert metrics["skipped_pairs_train.csv"] == using and "skipped_pairs_test.csv" not in metrics
+    assert metrics["epoch"] > 0  # it trained on the rows left
