@@ -99,6 +99,12 @@ class DataConfig:
     data_dir: str | None = _opt(
         None, "Folder the CSV's relative video paths are resolved against; unset = the CSV's folder."
     )
+    restrict_paths: bool = _opt(
+        False,
+        "Every media path of a data file (CSV videos, JSONL images) must resolve, after '..' and symlinks, "
+        "inside data_dir (image_dir for images; unset = the data file's folder); one outside is a "
+        "validation problem of its line.",
+    )
     eval_dim: list[str] = _opt(["VQ", "MQ", "TA"], "Label columns to learn, one reward each (1..N).")
     use_tied_data: bool = _opt(
         True, "Keep tie ('same') labels; false drops rows whose every selected dimension is a tie."
@@ -149,7 +155,7 @@ class DataConfig:
     )
     on_bad_sample: Literal["error", "skip"] = _opt(
         "error",
-        "Image data: a bad line or image stops the run before training (error) or is skipped and counted.",
+        "A bad row / line or media file stops the run before training (error) or is skipped and counted.",
     )
     min_pixels: int | None = _opt(None, "Min pixels of an image input (images only).")
     max_pixels: int | None = _opt(None, "Max pixels of an image input (images only).")

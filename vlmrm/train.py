@@ -25,7 +25,7 @@ from vlmrm.data.image_pairs import ImagePairDataset, load_image_pairs
 from vlmrm.data.templates import build_prompt, reward_token
 from vlmrm.data.validate import validate_run_data
 from vlmrm.data.video import FrameSampling, resolve_backend
-from vlmrm.data.video_pairs import VideoPairDataset, read_video_pair_csv
+from vlmrm.data.video_pairs import VideoPairDataset, load_video_pairs
 from vlmrm.models.builder import build_reward_model, load_saved_weights, merge_adapter, saved_weight_files
 from vlmrm.models.families import family_for
 from vlmrm.models.reward_model import attach_spec
@@ -92,15 +92,24 @@ def build_datasets(cfg: RunConfig, processor, reports=()):
     """Training and held-out datasets. ``reports``: the run's validation reports (image data reuses
     their problems instead of opening every image a second time)."""
     data = cfg.data
+    validated = {report.file: report.problems for report in reports}
     if data.is_image_data():
-        return build_image_datasets(cfg, {report.file: report.problems for report in reports})
+        return build_image_datasets(cfg, validated)
     sampling = FrameSampling.from_data_config(data)
     backend = resolve_backend(data.video_backend)
     factor = frame_factor(processor)
     cache = frame_cache_from_config(data)
 
     def dataset(csv_path, max_samples=None):
-        table = read_video_pair_csv(csv_path, data.eval_dim, data.data_dir, data.use_tied_data)
+        table = load_video_pairs(
+            csv_path,
+            data.eval_dim,
+            data.data_dir,
+            data.use_tied_data,
+            data.on_bad_sample,
+            validated.get(str(csv_path)),
+            data.restrict_paths,
+        )
         table.pairs = table.pairs[:max_samples]
         return VideoPairDataset(
             table, sampling, backend, factor, cfg.training.seed, data.cache_videos_in_memory, cache
@@ -116,7 +125,13 @@ def build_image_datasets(cfg: RunConfig, validated: dict[str, list]):
 
     def dataset(path, irrelevant_pairs, max_samples=None):
         table, _ = load_image_pairs(
-            path, data.image_dir, data.data_format, data.on_bad_sample, max_samples, validated.get(str(path))
+            path,
+            data.image_dir,
+            data.data_format,
+            data.on_bad_sample,
+            max_samples,
+            validated.get(str(path)),
+            data.restrict_paths,
         )
         return ImagePairDataset(table, irrelevant_pairs, cfg.training.seed)
 

@@ -32,7 +32,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vlmrm.constants import LABEL_VALUES
-from vlmrm.data.problems import DataValidationError, Problem
+from vlmrm.data.problems import Problem, encoding_message, path_escape, skip_bad_lines
 
 SCHEMAS = ("chosen_rejected", "ranking", "image_preference")
 DATA_URL_PREFIX = "data:image/"
@@ -111,7 +111,7 @@ def _text(record: dict, names: tuple[str, ...], problems: list) -> str:
     return ""
 
 
-def _image_ref(value, field_name: str, root: Path, problems: list) -> ImageRef | None:
+def _image_ref(value, field_name: str, root: Path, problems: list, restrict: bool = False) -> ImageRef | None:
     if not isinstance(value, str) or not value:
         problems.append((field_name, f"image must be a path or base64 string, got {value!r:.40}", "bad_type"))
         return None
@@ -131,10 +131,17 @@ def _image_ref(value, field_name: str, root: Path, problems: list) -> ImageRef |
             problems.append((field_name, "invalid base64 image data", "bad_image"))
             return None
     path = Path(value)
-    return ImageRef(path=path if path.is_absolute() else root / path)
+    path = path if path.is_absolute() else root / path
+    escape = path_escape("", 0, field_name, path, root) if restrict else None
+    if escape is not None:
+        problems.append((field_name, escape.message, escape.kind))
+        return None
+    return ImageRef(path=path)
 
 
-def _image_list(record: dict, name: str, root: Path, problems: list, expected: int | None = None) -> tuple:
+def _image_list(
+    record: dict, name: str, root: Path, problems: list, expected: int | None = None, restrict: bool = False
+) -> tuple:
     value = record.get(name)
     if value is None:
         problems.append((name, "missing field", "missing_field"))
@@ -145,7 +152,7 @@ def _image_list(record: dict, name: str, root: Path, problems: list, expected: i
     if expected is not None and len(value) != expected:
         problems.append((name, f"must hold exactly {expected} images, got {len(value)}", "bad_type"))
         return ()
-    refs = [_image_ref(v, f"{name}[{i}]", root, problems) for i, v in enumerate(value)]
+    refs = [_image_ref(v, f"{name}[{i}]", root, problems, restrict) for i, v in enumerate(value)]
     return tuple(r for r in refs if r is not None)
 
 
@@ -164,13 +171,13 @@ def ranking_label(ranking, num_responses: int) -> int:
     return 0 if first == second else (1 if first < second else -1)
 
 
-def _parse_record(record: dict, schema: str, root: Path, line: int) -> ImagePair:
+def _parse_record(record: dict, schema: str, root: Path, line: int, restrict: bool = False) -> ImagePair:
     problems: list = []
     sample_id = record.get("id")
     if schema == "chosen_rejected":
         prompt = _text(record, ("prompt", "query"), problems)
         chosen, rejected = _text(record, ("chosen",), problems), _text(record, ("rejected",), problems)
-        images = _image_list(record, "images", root, problems)
+        images = _image_list(record, "images", root, problems, restrict=restrict)
         if problems:
             raise _LineProblems(problems)
         return ImagePair(
@@ -178,7 +185,7 @@ def _parse_record(record: dict, schema: str, root: Path, line: int) -> ImagePair
         )
     if schema == "ranking":
         prompt = _text(record, ("query", "prompt"), problems)
-        image = _image_ref(record["image"], "image", root, problems) if "image" in record else None
+        image = _image_ref(record["image"], "image", root, problems, restrict) if "image" in record else None
         if "image" not in record:
             problems.append(("image", "missing field", "missing_field"))
         responses = record.get("response")
@@ -210,13 +217,17 @@ def _parse_record(record: dict, schema: str, root: Path, line: int) -> ImagePair
         )
     prompt = _text(record, ("prompt", "query"), problems)
     if "images" in record:
-        images = _image_list(record, "images", root, problems, expected=2)
+        images = _image_list(record, "images", root, problems, 2, restrict)
         image_a, image_b = (images[:1], images[1:]) if len(images) == 2 else ((), ())
     else:
-        image_a = tuple(r for r in [_image_ref(record.get("image_A"), "image_A", root, problems)] if r)
-        image_b = tuple(r for r in [_image_ref(record.get("image_B"), "image_B", root, problems)] if r)
+        image_a = tuple(
+            r for r in [_image_ref(record.get("image_A"), "image_A", root, problems, restrict)] if r
+        )
+        image_b = tuple(
+            r for r in [_image_ref(record.get("image_B"), "image_B", root, problems, restrict)] if r
+        )
     label_text = record.get("label")
-    if label_text not in LABEL_VALUES:
+    if not isinstance(label_text, str) or label_text not in LABEL_VALUES:
         problems.append(
             ("label", f"must be one of {', '.join(LABEL_VALUES)}, got {label_text!r}", "bad_label")
         )
@@ -228,9 +239,15 @@ def _parse_record(record: dict, schema: str, root: Path, line: int) -> ImagePair
 
 
 def parse_image_pair_jsonl(
-    path: str | Path, image_dir: str | Path | None = None, data_format: str = "auto"
+    path: str | Path,
+    image_dir: str | Path | None = None,
+    data_format: str = "auto",
+    restrict_paths: bool = False,
 ) -> ImagePairTable:
-    """Parse every line; collect each problem with file:line and field (never raises)."""
+    """Parse every line; collect each problem with file:line and field (never raises).
+
+    ``restrict_paths``: an image path resolving outside ``image_dir`` (else the file's folder) is a
+    problem of its line, and the file is never opened."""
     path = Path(path)
     file = str(path)
     root = Path(image_dir) if image_dir else path.parent
@@ -239,11 +256,16 @@ def parse_image_pair_jsonl(
             path, [], 0, [Problem(file, None, None, "JSONL file not found", kind="missing_file")]
         )
     pairs, problems, total = [], [], 0
-    with path.open(encoding="utf-8") as handle:
-        for line_number, text in enumerate(handle, start=1):
-            if not text.strip():
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             total += 1
+            try:
+                text = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                problems.append(Problem(file, line_number, None, encoding_message(err), kind="bad_encoding"))
+                continue
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as err:
@@ -256,6 +278,9 @@ def parse_image_pair_jsonl(
                         kind="bad_json",
                     )
                 )
+                continue
+            except RecursionError:
+                problems.append(Problem(file, line_number, None, "JSON nested too deeply", kind="bad_json"))
                 continue
             if not isinstance(record, dict):
                 problems.append(
@@ -275,7 +300,7 @@ def parse_image_pair_jsonl(
                 )
                 continue
             try:
-                pairs.append(_parse_record(record, schema, root, line_number))
+                pairs.append(_parse_record(record, schema, root, line_number, restrict_paths))
             except _LineProblems as err:
                 problems += [
                     Problem(file, line_number, name, message, kind=kind)
@@ -287,13 +312,6 @@ def parse_image_pair_jsonl(
 def image_pair_problems(table: ImagePairTable) -> list[Problem]:
     """Every problem of a parsed file: its line problems, then each missing or undecodable image."""
     return table.problems + check_images(table)
-
-
-def enforce_bad_sample_policy(problems: list[Problem], on_bad_sample: str) -> None:
-    """A file-level problem always stops the run; line problems stop it under ``on_bad_sample:
-    error`` and are left to be skipped (and counted) under ``skip``."""
-    if any(p.line is None for p in problems) or (problems and on_bad_sample == "error"):
-        raise DataValidationError(problems)
 
 
 def check_images(table: ImagePairTable) -> list[Problem]:
@@ -415,18 +433,17 @@ def load_image_pairs(
     on_bad_sample: str = "error",
     max_samples: int | None = None,
     problems: list[Problem] | None = None,
+    restrict_paths: bool = False,
 ) -> tuple[ImagePairTable, list[Problem]]:
     """Parse + check every image. ``on_bad_sample: error`` raises with every problem before training;
     ``skip`` drops the bad lines and returns them (counted and reported by the caller).
 
     ``problems``: what validation already found in this file, so a run opens every image once.
     """
-    table = parse_image_pair_jsonl(path, image_dir, data_format)
+    table = parse_image_pair_jsonl(path, image_dir, data_format, restrict_paths)
     if problems is None:
         problems = image_pair_problems(table)
-    enforce_bad_sample_policy(problems, on_bad_sample)
-    bad_lines = {p.line for p in problems}
-    table.pairs = [pair for pair in table.pairs if pair.line not in bad_lines]
+    table.pairs = skip_bad_lines(table.pairs, problems, on_bad_sample)
     if max_samples is not None:
         table.pairs = table.pairs[:max_samples]
     return table, problems

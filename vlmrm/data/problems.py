@@ -8,10 +8,15 @@ with the file) are reported and counted, and ``--strict`` validation turns them 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Literal, TypeVar
 
 Severity = Literal["error", "warning"]
+FILE_KINDS = frozenset({"missing_file", "bad_csv", "missing_column"})
+"""Problems that leave no row of a file usable: ``on_bad_sample: skip`` never skips them."""
+PairT = TypeVar("PairT")
 
 
 @dataclass(frozen=True)
@@ -46,3 +51,33 @@ def errors(problems: list[Problem], strict: bool = False) -> list[Problem]:
 
 def count_by_kind(problems: list[Problem]) -> dict[str, int]:
     return dict(Counter(f"{p.severity}:{p.kind}" for p in problems))
+
+
+def enforce_bad_sample_policy(found: list[Problem], on_bad_sample: str) -> None:
+    """``found``: the problems that must not reach training (see :func:`errors`). A file-level one
+    always stops the run; line ones stop it under ``on_bad_sample: error`` and are left to be
+    skipped (and counted) under ``skip``."""
+    if any(p.line is None or p.kind in FILE_KINDS for p in found) or (found and on_bad_sample == "error"):
+        raise DataValidationError(found)
+
+
+def skip_bad_lines(pairs: Sequence[PairT], problems: list[Problem], on_bad_sample: str) -> list[PairT]:
+    """Apply ``on_bad_sample`` to parsed pairs (anything with a ``line``): raise, or drop every pair
+    whose line has an error (warnings keep their pair)."""
+    found = errors(problems)
+    enforce_bad_sample_policy(found, on_bad_sample)
+    bad_lines = {p.line for p in found}
+    return [pair for pair in pairs if pair.line not in bad_lines]
+
+
+def path_escape(file: str, line: int, field: str, path: Path, root: Path) -> Problem | None:
+    """``restrict_paths``: a media path that resolves (after ``..`` and symlinks) outside ``root``."""
+    resolved, inside = path.resolve(), root.resolve()
+    if resolved.is_relative_to(inside):
+        return None
+    return Problem(file, line, field, f"{path} resolves to {resolved}, outside {inside}", kind="path_escape")
+
+
+def encoding_message(err: UnicodeDecodeError) -> str:
+    """The bad byte of a line that is not UTF-8, counted from 1 within the line."""
+    return f"not valid UTF-8 (byte 0x{err.object[err.start]:02x} at byte {err.start + 1} of the line); save the file as UTF-8"

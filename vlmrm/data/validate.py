@@ -6,8 +6,11 @@ CLI::
     python -m vlmrm.data.validate --config training_configs/quickstart_cpu.yaml
     python -m vlmrm.data.validate --file pairs.jsonl [--image_dir DIR]      # JSONL image pairs
 
-Errors (exit status 1): CSV not found or unparsable, missing column, unknown label, empty path,
-missing / empty / unreadable video, a video with no frames or too few frames to sample.
+Errors (exit status 1): CSV not found or unparsable, a line that is not UTF-8, missing column,
+unknown label, empty path, missing / empty / unreadable / truncated video, no video stream (audio
+only), fewer frames than ``min_frames`` / ``num_frames``, frames larger than ``MAX_VIDEO_PIXELS``,
+and (``--restrict_paths``) a media path resolving outside the data folder. What a file holds
+decides, not its extension.
 Warnings (exit 0 unless ``--strict``): duplicate rows, ``fps_*`` / ``num_frames_*`` columns that
 disagree with the file (the model would see other frames than the CSV author expects).
 JSONL image pairs (:mod:`vlmrm.data.image_pairs`): invalid JSON, unknown layout, missing field,
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmrm.constants import IMAGE_PAIR_SUFFIXES, LABEL_VALUES
-from vlmrm.data.problems import DataValidationError, Problem, count_by_kind, errors
+from vlmrm.data.problems import FILE_KINDS, Problem, count_by_kind, enforce_bad_sample_policy, errors
 from vlmrm.data.video import (
     FrameSampling,
     VideoBackend,
@@ -36,6 +39,7 @@ from vlmrm.data.video import (
     num_sampled_frames,
     probe_video,
     resolve_backend,
+    video_truncation,
 )
 from vlmrm.data.video_pairs import DeclaredVideo, VideoPairTable, parse_video_pair_csv
 
@@ -99,12 +103,16 @@ def check_videos(
     for path, references in uses.items():
         try:
             info = probe_video(path, backend)
-            sampled.append(num_sampled_frames(info.total_frames, info.fps, sampling))
+            frames = num_sampled_frames(info.total_frames, info.fps, sampling)
+            truncated = video_truncation(path)
+            if truncated:
+                raise VideoDecodeError(path, truncated)
         except (VideoDecodeError, ValueError) as err:
             reason = f"{err.reason}: {err.path}" if isinstance(err, VideoDecodeError) else f"{path}: {err}"
             for line, column, _ in references:
                 problems.append(Problem(file, line, column, reason, kind="bad_video"))
             continue
+        sampled.append(frames)
         durations.append(info.duration)
         rates.append(info.fps)
         for line, column, declared in references:
@@ -139,11 +147,12 @@ def validate_video_pairs(
     use_tied_data: bool = True,
     sampling: FrameSampling | None = None,
     backend: VideoBackend | None = None,
+    restrict_paths: bool = False,
 ) -> ValidationReport:
     """Everything a training run would trip over, found in one pass, plus summary counts."""
-    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data)
+    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data, restrict_paths)
     report = ValidationReport(str(csv_path), list(table.problems))
-    if any(p.kind in {"missing_file", "bad_csv", "missing_column"} for p in table.problems):
+    if any(p.kind in FILE_KINDS for p in table.problems):
         return report
     report.problems += _duplicate_problems(table)
     video_problems, video_summary = check_videos(
@@ -158,40 +167,52 @@ def validate_video_pairs(
         "labels": counts,
         "ties": {dim: c["same"] for dim, c in counts.items()},
         **video_summary,
+        "bad_lines": len({p.line for p in errors(report.problems)}),
         "problems": count_by_kind(report.problems),
     }
     return report
 
 
 def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport]:
-    """Validate ``meta_data`` and ``meta_data_test`` of a run; raise before any model is loaded."""
+    """Validate ``meta_data`` and ``meta_data_test`` of a run before any model is loaded: every problem
+    is logged, then the run stops (``on_bad_sample: error``, or a file-level problem) or the bad
+    lines are left to be skipped and counted (``skip``; see ``summary["bad_lines"]``)."""
     data = run_config.data
+    paths = [path for path in (data.meta_data, data.meta_data_test) if path]
     if data.is_image_data():
-        return [validate_image_run_data(data, path) for path in (data.meta_data, data.meta_data_test) if path]
-    sampling = FrameSampling.from_data_config(data)
-    backend = resolve_backend(data.video_backend)
-    reports = []
-    for csv_path in (data.meta_data, data.meta_data_test):
-        if csv_path is None:
-            continue
-        report = validate_video_pairs(
-            csv_path, data.eval_dim, data.data_dir, data.use_tied_data, sampling, backend
-        )
+        reports = [
+            validate_image_pairs(path, data.image_dir, data.data_format, data.restrict_paths)
+            for path in paths
+        ]
+    else:
+        sampling, backend = FrameSampling.from_data_config(data), resolve_backend(data.video_backend)
+        reports = [
+            validate_video_pairs(
+                path, data.eval_dim, data.data_dir, data.use_tied_data, sampling, backend, data.restrict_paths
+            )
+            for path in paths
+        ]
+    for report in reports:
         for problem in report.problems:
-            (logger.error if problem.severity == "error" else logger.warning)("%s", problem)
-        logger.info("%s: %s", csv_path, json.dumps(report.summary))
-        reports.append(report)
-    found = [p for r in reports for p in errors(r.problems, strict)]
-    if found:
-        raise DataValidationError(found)
+            stops = problem.severity == "error" and data.on_bad_sample == "error"
+            (logger.error if stops else logger.warning)("%s", problem)
+        logger.info("%s: %s", report.file, json.dumps(report.summary))
+    enforce_bad_sample_policy([p for r in reports for p in errors(r.problems, strict)], data.on_bad_sample)
+    for report in reports:
+        if report.summary.get("bad_lines"):
+            logger.warning(
+                "%s: skipping %d bad line(s) (on_bad_sample: skip)", report.file, report.summary["bad_lines"]
+            )
     return reports
 
 
-def validate_image_pairs(path: str | Path, image_dir=None, data_format: str = "auto") -> ValidationReport:
+def validate_image_pairs(
+    path: str | Path, image_dir=None, data_format: str = "auto", restrict_paths: bool = False
+) -> ValidationReport:
     """Every bad line of a JSONL image-pair file (JSON, fields, ranking, images), plus label counts."""
     from vlmrm.data.image_pairs import image_pair_problems, parse_image_pair_jsonl
 
-    table = parse_image_pair_jsonl(path, image_dir, data_format)
+    table = parse_image_pair_jsonl(path, image_dir, data_format, restrict_paths)
     report = ValidationReport(str(path), image_pair_problems(table))
     bad = {p.line for p in report.problems}
     names = {value: name for name, value in LABEL_VALUES.items()}
@@ -211,20 +232,6 @@ def validate_image_pairs(path: str | Path, image_dir=None, data_format: str = "a
     return report
 
 
-def validate_image_run_data(data, path: str) -> ValidationReport:
-    """Validate one JSONL of a run; bad lines stop it (``on_bad_sample: error``) or are skipped and counted."""
-    from vlmrm.data.image_pairs import enforce_bad_sample_policy
-
-    report = validate_image_pairs(path, data.image_dir, data.data_format)
-    for problem in report.problems:
-        (logger.error if data.on_bad_sample == "error" else logger.warning)("%s", problem)
-    logger.info("%s: %s", path, json.dumps(report.summary))
-    enforce_bad_sample_policy(report.problems, data.on_bad_sample)
-    if report.problems:
-        logger.warning("%s: skipping %d bad line(s) (on_bad_sample: skip)", path, report.summary["bad_lines"])
-    return report
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vlmrm.data.validate", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -238,6 +245,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--video_backend", default="auto", choices=["auto", "decord", "pyav", "torchcodec"])
     parser.add_argument("--fps", type=float, default=FrameSampling.fps)
     parser.add_argument("--num_frames", type=int)
+    parser.add_argument(
+        "--restrict_paths", action="store_true", help="media paths must resolve inside data_dir / image_dir"
+    )
     parser.add_argument("--strict", action="store_true", help="warnings are errors too")
     parser.add_argument("--json", action="store_true", help="print the summaries as JSON")
     return parser
@@ -251,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         data = parse_config(args.config).data
         files = [f for f in (data.meta_data, data.meta_data_test) if f]
         eval_dim, data_dir, tied = data.eval_dim, data.data_dir, data.use_tied_data
+        restrict = data.restrict_paths or args.restrict_paths
         sampling, backend_name = FrameSampling.from_data_config(data), data.video_backend
     elif args.file:
         files, eval_dim, data_dir, tied = args.file, args.eval_dim, args.data_dir, not args.no_use_tied_data
+        restrict = args.restrict_paths
         sampling, backend_name = FrameSampling(fps=args.fps, num_frames=args.num_frames), args.video_backend
     else:
         _parser().error("give --file CSV or --config YAML")
@@ -261,10 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for path in files:
         if Path(path).suffix.lower() in IMAGE_PAIR_SUFFIXES:
-            report = validate_image_pairs(path, args.image_dir or (data.image_dir if args.config else None))
+            image_dir = args.image_dir or (data.image_dir if args.config else None)
+            report = validate_image_pairs(path, image_dir, restrict_paths=restrict)
         else:
             backend = backend or resolve_backend(backend_name)
-            report = validate_video_pairs(path, eval_dim, data_dir, tied, sampling, backend)
+            report = validate_video_pairs(path, eval_dim, data_dir, tied, sampling, backend, restrict)
         for problem in report.problems:
             print(problem, file=sys.stderr)
         print(json.dumps({"file": path, **report.summary}, indent=None if not args.json else 2))

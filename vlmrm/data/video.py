@@ -41,6 +41,11 @@ AUTO_BACKEND_ORDER: tuple[BackendName, ...] = ("torchcodec", "decord", "pyav")
 """``auto`` prefers torchcodec (PyTorch's own decoder), then decord (fast seeks), then PyAV."""
 
 
+MAX_VIDEO_PIXELS = 7680 * 4320
+"""Largest frame accepted (8K UHD, 33.2e6 pixels): no camera records more, and one decoded RGB frame
+takes 3 bytes a pixel (100 MB here) before it is resized, so a larger header is refused undecoded."""
+
+
 class VideoDecodeError(RuntimeError):
     """A video file is missing, unreadable or has too few frames."""
 
@@ -122,9 +127,18 @@ def num_sampled_frames(total_frames: int, video_fps: float, sampling: FrameSampl
     """n = total / video_fps * fps clamped to [min_frames, min(max_frames, total)], floored to even.
 
     Delegates to ``qwen_vl_utils.smart_nframes`` so the count is the one Qwen-VL models trained with.
+    A video with fewer frames than ``min_frames`` (or ``num_frames``) is an error here: qwen-vl-utils
+    would give it fewer frames than the configuration promises.
     """
     if total_frames < 2:
         raise ValueError(f"a video needs at least 2 frames to be sampled, it has {total_frames}")
+    floor, name = (
+        (sampling.num_frames, "num_frames")
+        if sampling.num_frames is not None
+        else (sampling.min_frames, "min_frames")
+    )
+    if total_frames < floor:  # smart_nframes would quietly sample fewer frames (or fail unclearly)
+        raise ValueError(f"has {total_frames} frames, fewer than {name} = {floor}")
     return smart_nframes(sampling.qwen_element(total_frames), total_frames=total_frames, video_fps=video_fps)
 
 
@@ -285,13 +299,42 @@ def resolve_backend(name: str = "auto") -> VideoBackend:
     return BACKENDS[name]
 
 
-def probe_video(path: str | Path, backend: VideoBackend) -> VideoInfo:
-    """Frame count, fps and size as the decoder sees them; errors name the file."""
+def _header_frame_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of the first video stream from the container header, no frame decoded; None
+    when PyAV cannot open the file (the backend then reports it in its own words)."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except Exception:  # noqa: BLE001 - unreadable here; the chosen backend gives the verdict
+        return None
+    with container:
+        if not container.streams.video:
+            found = ", ".join(f"{s.type} {s.codec_context.name}" for s in container.streams) or "none"
+            raise VideoDecodeError(path, f"no video stream (streams: {found})")
+        stream = container.streams.video[0]
+        return int(stream.width), int(stream.height)
+
+
+def probe_video(path: str | Path, backend: VideoBackend, max_pixels: int = MAX_VIDEO_PIXELS) -> VideoInfo:
+    """Frame count, fps and size as the decoder sees them; errors name the file.
+
+    What the file holds decides, never its extension (an mp4 named .txt is a video, a PNG named .mp4
+    is one still frame). The frame size is read from the header and checked against ``max_pixels``
+    before the backend decodes anything.
+    """
     path = Path(path)
     if not path.is_file():
         raise VideoDecodeError(path, "file not found")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "file is empty (0 bytes)")
+    size = _header_frame_size(path)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise VideoDecodeError(
+            path,
+            f"frames of {size[0]}x{size[1]} = {size[0] * size[1]} pixels exceed the maximum {max_pixels}"
+            " (MAX_VIDEO_PIXELS)",
+        )
     try:
         info = backend.info(str(path))
     except Exception as err:
@@ -301,6 +344,37 @@ def probe_video(path: str | Path, backend: VideoBackend) -> VideoInfo:
     if not math.isfinite(info.fps) or info.fps <= 0:
         raise VideoDecodeError(path, f"invalid frame rate {info.fps}")
     return info
+
+
+def video_truncation(path: str | Path) -> str | None:
+    """Why a file's frame data ends before its index says, or None (also when it cannot tell).
+
+    An mp4 written with its index first ("faststart") and cut short still probes with every frame
+    counted; decoding then fails at the missing frames, mid-epoch. The check seeks to the last keyframe
+    and reads (never decodes) the packets from there: the last one must end where the stream's
+    declared duration ends, within half a frame (rounding of time stamps).
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.duration is None:
+            return None
+        start = stream.start_time or 0
+        end = start + stream.duration
+        try:
+            container.seek(end, stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError:  # a container that cannot seek: no verdict
+            return None
+        reached, frame = None, 0
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                reached = max(reached or 0, packet.pts + (packet.duration or 0))
+                frame = packet.duration or frame
+        if reached is None or reached < end - frame / 2:
+            declared = float((end - start) * stream.time_base)
+            return f"truncated: its last frames are missing (the index declares {declared:.2f} s)"
+    return None
 
 
 def load_video(

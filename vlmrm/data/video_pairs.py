@@ -9,6 +9,7 @@ optionally ``fps_A, num_frames_A, fps_B, num_frames_B``. Labels map to y = +1 (A
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from torch.utils.data import Dataset
 
 from vlmrm.constants import LABEL_VALUES, QWEN2_IMAGE_FACTOR
 from vlmrm.data.frame_cache import FrameCache
-from vlmrm.data.problems import DataValidationError, Problem, errors
+from vlmrm.data.problems import Problem, encoding_message, path_escape, skip_bad_lines
 from vlmrm.data.video import FrameSampling, VideoBackend, load_video
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ REQUIRED_COLUMNS = (*PATH_COLUMNS, "prompt")
 DECLARED_COLUMNS = {"A": ("fps_A", "num_frames_A"), "B": ("fps_B", "num_frames_B")}
 HEADER_LINES = 1
 """CSV line of data row r (0-based) is r + HEADER_LINES + 1."""
+REPLACEMENT_CHAR = "\ufffd"
+"""What an undecodable byte reads as, so the rest of a non-UTF-8 file still parses."""
 
 
 @dataclass(frozen=True)
@@ -104,16 +107,33 @@ def _declared(row: pd.Series, side: str, file: str, line: int, problems: list[Pr
     return DeclaredVideo(values[fps_col], values[frames_col])
 
 
+def decode_lines(raw: bytes) -> tuple[str, dict[int, UnicodeDecodeError]]:
+    """UTF-8 text of a file (a leading BOM dropped) and the error of each line (from 1) that is not
+    UTF-8; such a line's bad bytes read as U+FFFD."""
+    lines, bad = [], {}
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        encoding = "utf-8-sig" if number == 1 else "utf-8"
+        try:
+            lines.append(line.decode(encoding))
+        except UnicodeDecodeError as err:
+            bad[number] = err
+            lines.append(line.decode(encoding, errors="replace"))
+    return "\n".join(lines), bad
+
+
 def parse_video_pair_csv(
     csv_path: str | Path,
     eval_dim: list[str],
     data_dir: str | Path | None = None,
     use_tied_data: bool = True,
+    restrict_paths: bool = False,
 ) -> VideoPairTable:
     """Parse a video-pair CSV, collecting every problem in ``table.problems`` (never raises).
 
     With ``use_tied_data=False`` a row whose every selected dimension is ``same`` is dropped and
-    counted in ``dropped_all_tie_rows`` (reward_math.md): nothing is dropped silently.
+    counted in ``dropped_all_tie_rows`` (reward_math.md): nothing is dropped silently. A row that is
+    not UTF-8, or (``restrict_paths``) whose video path resolves outside the data folder, is a
+    problem of its line and no pair (its text is unknown; the outside file is never opened).
     """
     csv_path = Path(csv_path)
     file = str(csv_path)
@@ -124,9 +144,13 @@ def parse_video_pair_csv(
 
     if not csv_path.is_file():
         return unusable([Problem(file, None, None, "CSV file not found", kind="missing_file")])
+    text, bad_encoding = decode_lines(csv_path.read_bytes())
+    if HEADER_LINES in bad_encoding:
+        message = f"header {encoding_message(bad_encoding[HEADER_LINES])}"
+        return unusable([Problem(file, HEADER_LINES, None, message, kind="bad_csv")])
     try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         return unusable([Problem(file, None, None, f"cannot parse CSV: {err}", kind="bad_csv")])
     missing = [c for c in (*REQUIRED_COLUMNS, *eval_dim) if c not in frame.columns]
     if missing:
@@ -149,6 +173,12 @@ def parse_video_pair_csv(
     dropped = 0
     for row_index, row in frame.iterrows():
         line = int(row_index) + HEADER_LINES + 1
+        if line in bad_encoding:
+            column = next((c for c in frame.columns if REPLACEMENT_CHAR in str(row[c])), None)
+            problems.append(
+                Problem(file, line, column, encoding_message(bad_encoding[line]), kind="bad_encoding")
+            )
+            continue
         labels = []
         for dim in eval_dim:
             value = str(row[dim]).strip()
@@ -165,6 +195,11 @@ def parse_video_pair_csv(
                 problems.append(Problem(file, line, column, "empty video path", kind="missing_video"))
         declared_a = _declared(row, "A", file, line, problems)
         declared_b = _declared(row, "B", file, line, problems)
+        paths = {column: resolve_video_path(str(row[column]).strip(), root) for column in PATH_COLUMNS}
+        escaped = [path_escape(file, line, c, paths[c], root) for c in PATH_COLUMNS] if restrict_paths else []
+        if any(escaped):
+            problems += [problem for problem in escaped if problem is not None]
+            continue
         if not use_tied_data and all(y == 0 for y in labels):
             dropped += 1
             continue
@@ -172,8 +207,8 @@ def parse_video_pair_csv(
             VideoPair(
                 row=int(row_index),
                 line=line,
-                path_a=resolve_video_path(str(row["path_A"]).strip(), root),
-                path_b=resolve_video_path(str(row["path_B"]).strip(), root),
+                path_a=paths["path_A"],
+                path_b=paths["path_B"],
                 prompt=str(row["prompt"]),
                 labels=tuple(labels),
                 declared_a=declared_a,
@@ -191,18 +226,34 @@ def parse_video_pair_csv(
     return VideoPairTable(csv_path, root, list(eval_dim), pairs, len(frame), dropped, problems)
 
 
+def load_video_pairs(
+    csv_path: str | Path,
+    eval_dim: list[str],
+    data_dir: str | Path | None = None,
+    use_tied_data: bool = True,
+    on_bad_sample: str = "error",
+    problems: list[Problem] | None = None,
+    restrict_paths: bool = False,
+) -> VideoPairTable:
+    """Parse and apply ``on_bad_sample``: ``error`` raises :class:`DataValidationError` listing every
+    error; ``skip`` drops the rows with one (counted by the caller from the same problems).
+
+    ``problems``: what validation found in this file (parsing and videos); default: parsing's own.
+    """
+    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data, restrict_paths)
+    table.pairs = skip_bad_lines(table.pairs, table.problems if problems is None else problems, on_bad_sample)
+    return table
+
+
 def read_video_pair_csv(
     csv_path: str | Path,
     eval_dim: list[str],
     data_dir: str | Path | None = None,
     use_tied_data: bool = True,
+    restrict_paths: bool = False,
 ) -> VideoPairTable:
     """:func:`parse_video_pair_csv`, raising :class:`DataValidationError` listing every error."""
-    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data)
-    found = errors(table.problems)
-    if found:
-        raise DataValidationError(found)
-    return table
+    return load_video_pairs(csv_path, eval_dim, data_dir, use_tied_data, "error", None, restrict_paths)
 
 
 class VideoPairDataset(Dataset):
