@@ -36,10 +36,10 @@ from vlmrm.config import ConfigError, RewardTrainingArguments, _opt, parse_datac
 from vlmrm.constants import IMAGE_PAIR_SUFFIXES
 from vlmrm.data.collator import PairCollator, frame_factor
 from vlmrm.data.image_pairs import ImagePairDataset, load_image_pairs
-from vlmrm.data.problems import Problem
+from vlmrm.data.problems import Problem, errors
 from vlmrm.data.validate import validate_video_pairs
 from vlmrm.data.video import resolve_backend
-from vlmrm.data.video_pairs import VideoPairDataset, parse_video_pair_csv
+from vlmrm.data.video_pairs import VideoPairDataset, load_video_pairs
 from vlmrm.metrics import OVERALL, kendall_tau_b, preference_metrics, spearman_rho, swap_consistency
 from vlmrm.models.builder import ADAPTER_CONFIG, load_reward_model
 from vlmrm.models.reward_model import RewardSpec, spec_of
@@ -219,13 +219,8 @@ def load_eval_data(config: EvalConfig, spec: RewardSpec, processor) -> EvalData:
     with_overall = OVERALL in columns and OVERALL not in spec.eval_dim
     dims = spec.eval_dim + ([OVERALL] if with_overall else [])
     report = validate_video_pairs(config.dataset_path, dims, config.data_dir, True, sampling, backend)
-    table = parse_video_pair_csv(config.dataset_path, dims, config.data_dir, True)
-    fatal = [p for p in report.problems if p.severity == "error" and p.line is None]
-    if fatal:
-        raise ValueError("; ".join(str(p) for p in fatal))
-    bad_lines = {p.line for p in report.problems if p.severity == "error"}
-    skipped = [p for p in report.problems if p.severity == "error"]
-    table.pairs = [pair for pair in table.pairs if pair.line not in bad_lines]
+    table = load_video_pairs(config.dataset_path, dims, config.data_dir, True, "skip", report.problems)
+    skipped = errors(report.problems)
     if config.max_eval_samples is not None:
         table.pairs = table.pairs[: config.max_eval_samples]
     overall = None
