@@ -128,12 +128,13 @@ class FrameCache:
                     info=np.asarray([info.total_frames, info.fps, info.height, info.width], dtype=np.float64),
                     sample_fps=np.float64(video.sample_fps),
                 )
+            size = temporary.stat().st_size  # the entry itself may be evicted or replaced at once
             os.replace(temporary, entry)
         except OSError as err:  # a full or read-only cache disk slows training down, never stops it
             logger.warning("frame cache: could not write %s (%s)", entry, err)
             temporary.unlink(missing_ok=True)
             return
-        self._written_since_scan += entry.stat().st_size if entry.exists() else 0
+        self._written_since_scan += size
         if self.max_bytes is not None and self._written_since_scan >= RESCAN_FRACTION * self.max_bytes:
             self.evict()
 
