@@ -5,6 +5,8 @@ CLI::
     python -m vlmrm.data.validate --file train.csv --data_dir DIR [--eval_dim VQ MQ TA] [--strict]
     python -m vlmrm.data.validate --config training_configs/quickstart_cpu.yaml
     python -m vlmrm.data.validate --file pairs.jsonl [--image_dir DIR]      # JSONL image pairs
+    python -m vlmrm.data.validate --task vtg --file data.jsonl [--video_dir DIR]   # VTG annotations
+    python -m vlmrm.data.validate --task vtg --config configs/data/video_config.yaml
 
 Errors (exit status 1): CSV not found or unparsable, a line that is not UTF-8, missing column,
 unknown label, empty path, missing / empty / unreadable / truncated video, no video stream (audio
@@ -15,6 +17,9 @@ Warnings (exit 0 unless ``--strict``): duplicate rows, ``fps_*`` / ``num_frames_
 disagree with the file (the model would see other frames than the CSV author expects).
 JSONL image pairs (:mod:`vlmrm.data.image_pairs`): invalid JSON, unknown layout, missing field,
 wrong type, bad label, ranking not a permutation, missing or undecodable image — all errors.
+VTG annotations (:mod:`vlmrm.vtg.data`): invalid JSON, missing field, wrong type, bad timestamp
+or trim window, missing / unreadable video, window outside the file, declared duration off the
+clip's length — errors; a repeated ``qid`` — warning.
 The same functions run at the start of training (:func:`validate_run_data`).
 """
 
@@ -42,6 +47,7 @@ from vlmrm.data.video import (
     video_truncation,
 )
 from vlmrm.data.video_pairs import DeclaredVideo, VideoPairTable, parse_video_pair_csv
+from vlmrm.vtg.data import parse_vtg_jsonl, vtg_media_problems
 
 logger = logging.getLogger(__name__)
 
@@ -232,14 +238,79 @@ def validate_image_pairs(
     return report
 
 
+def _stats(values: list[float]) -> dict:
+    return {"min": min(values), "mean": sum(values) / len(values), "max": max(values)} if values else {}
+
+
+def validate_vtg(
+    path: str | Path, video_dir: str | Path | None = None, backend: VideoBackend | None = None
+) -> ValidationReport:
+    """Every bad line of a VTG JSONL, then every video problem of the lines that parsed, by line."""
+    table = parse_vtg_jsonl(path, video_dir)
+    report = ValidationReport(str(path), list(table.problems))
+    if table.samples:
+        report.problems += vtg_media_problems(table, backend or resolve_backend())
+        report.problems.sort(key=lambda p: p.line or 0)
+    bad = {p.line for p in errors(report.problems) if p.line is not None}
+    samples = table.samples
+    report.summary = {
+        "lines": table.total_lines,
+        "samples": len(samples),
+        "bad_lines": len(bad),
+        "videos": len({s.video for s in samples}),
+        "trimmed": sum(s.video_start is not None or s.video_end is not None for s in samples),
+        "duration_s": _stats([s.duration for s in samples]),
+        "segment_fraction": _stats([(s.timestamp[1] - s.timestamp[0]) / s.duration for s in samples]),
+        "problems": count_by_kind(report.problems),
+    }
+    return report
+
+
+def _vtg_files(args) -> list[tuple[str, str | None]]:
+    """(JSONL, video_dir) pairs to check: the --file list, or both annotation files of a VTG data YAML."""
+    if not args.config:
+        return [(path, args.video_dir) for path in args.file]
+    from vlmrm.vtg.data_config import load_vtg_data_config
+
+    config = load_vtg_data_config(args.config)
+    video_dir = args.video_dir or config.dataset.video_dir
+    files = (config.dataset.annotation_file, config.validation.annotation_file)
+    return [(path, video_dir) for path in files if path]
+
+
+def main_vtg(args) -> int:
+    """``--task vtg``: print each problem as file:line [field]: message, a summary line per file."""
+    backend = resolve_backend(args.video_backend)
+    failed = False
+    for path, video_dir in _vtg_files(args):
+        report = validate_vtg(path, video_dir, backend)
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        print(json.dumps({"file": path, **report.summary}, indent=None if not args.json else 2))
+        failed |= report.failed(args.strict)
+    print("FAILED" if failed else "OK", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vlmrm.data.validate", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--file", action="append", help="CSV (video pairs) or JSONL (image pairs) to check; repeatable"
     )
-    parser.add_argument("--config", help="training YAML: checks its meta_data and meta_data_test")
+    parser.add_argument(
+        "--task",
+        default="preference",
+        choices=["preference", "vtg"],
+        help="preference: video/image pairs; vtg: temporal grounding JSONL (vlmrm.vtg.data)",
+    )
+    parser.add_argument(
+        "--config",
+        help="training YAML: checks its meta_data and meta_data_test; with --task vtg a VTG data YAML: "
+        "checks dataset.annotation_file and validation.annotation_file",
+    )
     parser.add_argument("--data_dir")
     parser.add_argument("--image_dir", help="JSONL image pairs: folder relative image paths resolve against")
+    parser.add_argument("--video_dir", help="--task vtg: folder relative video paths resolve against")
     parser.add_argument("--eval_dim", nargs="+", default=["VQ", "MQ", "TA"])
     parser.add_argument("--no_use_tied_data", action="store_true", help="drop all-tie rows (counted)")
     parser.add_argument("--video_backend", default="auto", choices=["auto", "decord", "pyav", "torchcodec"])
@@ -255,6 +326,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.task == "vtg":
+        if not (args.file or args.config):
+            _parser().error("give --file JSONL or --config VTG data YAML")
+        return main_vtg(args)
     if args.config:
         from vlmrm.config import parse_config
 

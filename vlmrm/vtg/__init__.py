@@ -1,0 +1,1 @@
+"""Video temporal grounding (VTG): find the segment of a video that a sentence describes."""
