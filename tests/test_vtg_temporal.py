@@ -211,7 +211,24 @@ def test_add_temporal_tokens_mean_on_tiny_qwen3(tiny_qwen3):
     assert torch.allclose(new, old_mean.expand(10, -1), atol=1e-6)
 
 
-def test_add_temporal_tokens_rejects_unknown_strategy(tiny_qwen3):
+def test_add_temporal_tokens_rejects_unknown_strategy_before_changing_anything(tiny_qwen3):
     processor, model = load(tiny_qwen3)
+    vocab = len(processor.tokenizer)
     with pytest.raises(ValueError, match="embedding_init_strategy"):
         add_temporal_tokens(processor, model, "random", num_tokens=4)
+    assert len(processor.tokenizer) == vocab == model.get_input_embeddings().weight.shape[0]
+
+
+def test_growing_the_token_range_initialises_only_the_new_indices(tiny_qwen3):
+    processor, model = load(tiny_qwen3)
+    first = add_temporal_tokens(processor, model, "mean", num_tokens=5)
+    kept = model.get_input_embeddings().weight[first].detach().clone()
+    ids = add_temporal_tokens(processor, model, "sinusoidal", num_tokens=8)
+    weight = model.get_input_embeddings().weight.detach()
+    assert ids[:5] == first and torch.equal(weight[first], kept)  # <0>..<4> keep their rows
+    # <5>..<7> get the sinusoid of their own index (5, 6, 7), not of 0, 1, 2
+    expected = sinusoidal_rows(8, weight.shape[1])[5:].float()
+    got = weight[ids[5:]]
+    assert torch.allclose(
+        got / got.norm(dim=1, keepdim=True), expected / expected.norm(dim=1, keepdim=True), atol=1e-5
+    )

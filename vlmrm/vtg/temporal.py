@@ -203,8 +203,10 @@ def sinusoidal_rows(num_rows: int, dim: int) -> torch.Tensor:
     return rows[:, :dim]
 
 
-def _init_rows(weight: torch.Tensor, new_ids: list[int], old_rows: int, strategy: EmbeddingInit) -> None:
-    """Overwrite rows `new_ids` of `weight` (V, D) from statistics of its first `old_rows` rows.
+def _init_rows(
+    weight: torch.Tensor, new_ids: list[int], indices: list[int], old_rows: int, strategy: EmbeddingInit
+) -> None:
+    """Overwrite rows `new_ids` (temporal indices `indices`) of `weight` (V, D) from its first `old_rows` rows.
 
     mean: every new row = mean of the old rows (the standard "average embedding" init).
     sinusoidal: new row i = P_i * r / ||P_i|| with P = `sinusoidal_rows` of the token's index i and
@@ -214,7 +216,7 @@ def _init_rows(weight: torch.Tensor, new_ids: list[int], old_rows: int, strategy
     if strategy == "mean":
         rows = old.mean(dim=0, keepdim=True).expand(len(new_ids), -1)
     elif strategy == "sinusoidal":
-        rows = sinusoidal_rows(len(new_ids), weight.shape[1])
+        rows = sinusoidal_rows(max(indices) + 1, weight.shape[1])[indices]
         rows = rows / rows.norm(dim=1, keepdim=True) * old.norm(dim=1).mean()
     else:
         raise ValueError(f"embedding_init_strategy must be 'sinusoidal' or 'mean', got {strategy!r}")
@@ -236,6 +238,8 @@ def add_temporal_tokens(
     Returns:
         the token ids of "<0>", ..., "<num_tokens-1>", in index order.
     """
+    if strategy not in ("sinusoidal", "mean"):  # before anything is changed
+        raise ValueError(f"embedding_init_strategy must be 'sinusoidal' or 'mean', got {strategy!r}")
     tokenizer = getattr(processor, "tokenizer", processor)
     strings = temporal_token_strings(num_tokens)
     old_vocab = len(tokenizer)
@@ -244,10 +248,11 @@ def add_temporal_tokens(
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     if added:
-        new_ids = [i for i in ids if i >= old_vocab]
+        indices = [k for k, i in enumerate(ids) if i >= old_vocab]
+        new_ids = [ids[k] for k in indices]
         input_weight = model.get_input_embeddings().weight
-        _init_rows(input_weight, new_ids, old_vocab, strategy)
+        _init_rows(input_weight, new_ids, indices, old_vocab, strategy)
         output = model.get_output_embeddings()
         if output is not None and output.weight is not input_weight:
-            _init_rows(output.weight, new_ids, old_vocab, strategy)
+            _init_rows(output.weight, new_ids, indices, old_vocab, strategy)
     return ids
