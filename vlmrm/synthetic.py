@@ -227,16 +227,23 @@ def _trajectory(
     return np.clip(np.rint(xy), 0, free).astype(int), side
 
 
+def shape_stamp(shape: str, side: int) -> np.ndarray:
+    """(side, side) bool mask of a `SHAPES` shape: the full square, or the inscribed disc (pixel centres)."""
+    if shape == "square":
+        return np.ones((side, side), bool)
+    if shape == "circle":
+        yy, xx = np.mgrid[:side, :side] + 0.5
+        radius = side / 2
+        return (yy - radius) ** 2 + (xx - radius) ** 2 <= radius**2
+    raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
+
+
 def render_clip(
     plan: PairPlan, spec: ClipSpec, config: SyntheticVideoConfig, rng: np.random.Generator
 ) -> np.ndarray:
     """RGB frames (T, H, W, 3) uint8 of one clip; `rng` draws its jitter offsets and noise."""
     corners, side = _trajectory(plan, spec, config, rng)
-    yy, xx = np.mgrid[:side, :side] + 0.5
-    radius = side / 2
-    stamp = np.ones((side, side), bool)
-    if plan.shape == "circle":
-        stamp = (yy - radius) ** 2 + (xx - radius) ** 2 <= radius**2
+    stamp = shape_stamp(plan.shape, side)
     frames = np.empty((config.num_frames, config.size, config.size, 3), np.float32)
     frames[:] = BACKGROUND_RGB
     for t, (x, y) in enumerate(corners):

@@ -1,0 +1,187 @@
+"""IoU / overlap / R@k / mIoU on hand-computed cases, and evaluation from a JSONL's `pred` field."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlmrm.data.problems import DataValidationError
+from vlmrm.vtg.evaluate import METRICS_FILE, PREDICTIONS_FILE, evaluate_predictions
+from vlmrm.vtg.metrics import difficulty_bucket, difficulty_edges, segment_overlap, temporal_iou, vtg_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "pred, gt, expected",
+    [
+        ([2, 6], [4, 8], 1 / 3),  # inter [4, 6] = 2; union 4 + 4 - 2 = 6
+        ([1, 3], [1, 3], 1.0),  # identical
+        ([0, 1], [2, 3], 0.0),  # disjoint
+        ([0, 2], [2, 4], 0.0),  # touching: inter 0
+        ([3, 4], [0, 10], 0.1),  # contained: inter 1; union 10
+        ([5, 15], [0, 10], 1 / 3),  # inter [5, 10] = 5; union [0, 15] = 15
+        ([5, 5], [0, 10], 0.0),  # zero-length prediction: inter 0, union 10
+        ([5, 5], [5, 5], 0.0),  # both zero-length: union 0 -> defined as 0
+        (None, [0, 10], 0.0),  # unparseable
+    ],
+)
+def test_temporal_iou_hand_cases(pred, gt, expected):
+    assert temporal_iou(pred, gt) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "pred, gt, recall, precision, f1",
+    [
+        # inter [4, 6] = 2; recall 2 / |gt| 6 = 1/3; precision 2 / |pred| 4 = 1/2;
+        # f1 = 2 * (1/2)(1/3) / (1/2 + 1/3) = (1/3) / (5/6) = 2/5
+        ([2, 6], [4, 10], 1 / 3, 1 / 2, 2 / 5),
+        # pred covers gt: recall 2 / 2 = 1; precision 2 / 10 = 0.2; f1 = 2 * 0.2 / 1.2 = 1/3
+        ([0, 10], [4, 6], 1.0, 0.2, 1 / 3),
+        ([0, 1], [2, 3], 0.0, 0.0, 0.0),  # disjoint: f1's 0/0 is 0
+        ([5, 5], [0, 10], 0.0, 0.0, 0.0),  # zero-length prediction: precision's 0/0 is 0
+        (None, [0, 10], 0.0, 0.0, 0.0),
+    ],
+)
+def test_segment_overlap_hand_cases(pred, gt, recall, precision, f1):
+    assert segment_overlap(pred, gt, "recall") == pytest.approx(recall)
+    assert segment_overlap(pred, gt, "precision") == pytest.approx(precision)
+    assert segment_overlap(pred, gt, "f1") == pytest.approx(f1)
+
+
+def test_segment_overlap_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        segment_overlap([0, 1], [0, 1], "iou")
+
+
+def test_vtg_metrics_hand_case():
+    gt = [0, 10]
+    preds = [[0, 10], [0, 6], [0, 5], [0, 4], None]  # IoU with [0, 10]: 1.0, 0.6, 0.5, 0.4, 0 (unparsed)
+    records = [{"timestamp": gt, "pred": p, "difficulty": d} for p, d in zip(preds, [1, 2, 3, 4, 5])]
+    result = vtg_metrics(records)
+    assert result["R@0.3"] == pytest.approx(4 / 5)  # 1.0, 0.6, 0.5, 0.4 >= 0.3
+    assert result["R@0.5"] == pytest.approx(3 / 5)  # 1.0, 0.6, 0.5: the threshold itself counts
+    assert result["R@0.7"] == pytest.approx(1 / 5)
+    assert result["mIoU"] == pytest.approx(2.5 / 5)  # (1 + 0.6 + 0.5 + 0.4 + 0) / 5
+    assert (result["count"], result["unparsed"]) == (5, 1)
+    # terciles of 1..5 (linear): 1 + 4/3 = 2.333 and 1 + 8/3 = 3.667
+    assert result["difficulty_edges"] == pytest.approx([7 / 3, 11 / 3])
+    buckets = result["by_difficulty"]
+    assert buckets["low"]["mIoU"] == pytest.approx(0.8)  # d = 1, 2: (1 + 0.6) / 2
+    assert buckets["mid"]["mIoU"] == pytest.approx(0.5)  # d = 3
+    assert buckets["high"]["mIoU"] == pytest.approx(0.2)  # d = 4, 5: (0.4 + 0) / 2
+    assert (buckets["high"]["count"], buckets["high"]["unparsed"]) == (2, 1)
+    assert buckets["high"]["R@0.3"] == pytest.approx(0.5)
+
+
+def test_vtg_metrics_without_difficulty_and_custom_thresholds():
+    records = [
+        {"timestamp": [0, 10], "pred": [0, 5]},
+        {"timestamp": [0, 10], "pred": [0, 10], "difficulty": None},
+    ]
+    result = vtg_metrics(records, thresholds=(0.5, 0.9))
+    assert (result["R@0.5"], result["R@0.9"], result["mIoU"]) == pytest.approx((1.0, 0.5, 0.75))
+    assert result["by_difficulty"] == {} and result["difficulty_edges"] is None
+    with pytest.raises(ValueError):
+        vtg_metrics([])
+
+
+def test_difficulty_buckets_keep_ties_together():
+    edges = difficulty_edges([1, 1, 1, 2])  # quantiles of [1, 1, 1, 2] at 1/3 and 2/3 are both 1
+    assert edges == (1.0, 1.0)
+    assert [difficulty_bucket(d, edges) for d in (1, 1, 2)] == ["low", "low", "high"]
+
+
+# Fixture: IoU of each line worked out by hand.
+FIXTURE = [
+    # The reference guide's example line. inter [11.3, 15.0] = 3.7; union [0, 15.01] = 15.01;
+    # IoU = 3.7 / 15.01 = 0.246502 (its `difficulty` 24.6502 is exactly 100 x this IoU).
+    {
+        "video": "./data/videos/a.mp4",
+        "duration": 24.900000000000034,
+        "timestamp": [11.3, 15.0],
+        "sentence": "the paper bill has an image of a woman holding up a paper",
+        "qid": "q1",
+        "video_start": 404.2,
+        "video_end": 429.1,
+        "difficulty": 24.650233177881407,
+        "pred": [0.0, 15.01],
+    },
+    # inter [4, 6] = 2; union [2, 8] = 6; IoU = 1/3
+    {"video": "b.mp4", "duration": 10, "timestamp": [2, 6], "sentence": "s", "qid": "q2", "pred": [4, 8]},
+    # reversed pred [5, 0] is read as [0, 5] = the ground truth: IoU 1
+    {"video": "c.mp4", "duration": 10, "timestamp": [0, 5], "sentence": "s", "qid": "q3", "pred": [5, 0]},
+    # pred [5, 30] clamps to [5, 10]: inter [6, 10] = 4; union [5, 10] = 5; IoU 0.8 (unclamped: 4/25)
+    {"video": "d.mp4", "duration": 10, "timestamp": [6, 10], "sentence": "s", "qid": "q4", "pred": [5, 30]},
+    # no prediction: unparsed, IoU 0
+    {"video": "e.mp4", "duration": 10, "timestamp": [1, 3], "sentence": "s", "qid": "q5", "pred": None},
+    # a string is not [start, end]: unparsed, IoU 0
+    {
+        "video": "f.mp4",
+        "duration": 20,
+        "timestamp": [0, 10],
+        "sentence": "s",
+        "qid": "q6",
+        "pred": "from 0 to 10",
+    },
+]
+FIXTURE_IOUS = [3.7 / 15.01, 1 / 3, 1.0, 0.8, 0.0, 0.0]
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_evaluate_predictions_reproduces_hand_computed_metrics(tmp_path):
+    data = write_jsonl(tmp_path / "preds.jsonl", FIXTURE)
+    metrics = evaluate_predictions(data, tmp_path / "out")
+    # R@0.5: 1.0 and 0.8 of 6 -> 1/3. R@0.3: 1/3, 1.0, 0.8 -> 1/2. R@0.7: 1.0, 0.8 -> 1/3.
+    assert metrics["R@0.5"] == pytest.approx(2 / 6)
+    assert metrics["R@0.3"] == pytest.approx(3 / 6)
+    assert metrics["R@0.7"] == pytest.approx(2 / 6)
+    # mIoU = (0.246502 + 0.333333 + 1 + 0.8 + 0 + 0) / 6 = 2.379836 / 6 = 0.396639
+    assert metrics["mIoU"] == pytest.approx(0.396639, abs=1e-6)
+    assert (metrics["count"], metrics["unparsed"]) == (6, 2)
+    assert json.loads((tmp_path / "out" / METRICS_FILE).read_text())["mIoU"] == metrics["mIoU"]
+    lines = [json.loads(line) for line in (tmp_path / "out" / PREDICTIONS_FILE).read_text().splitlines()]
+    assert [row["qid"] for row in lines] == [f"q{i}" for i in range(1, 7)]
+    assert [row["iou"] for row in lines] == pytest.approx(FIXTURE_IOUS)
+    assert lines[2]["pred"] == [0.0, 5.0] and lines[3]["pred"] == [5.0, 10.0] and lines[4]["pred"] is None
+
+
+def test_evaluate_cli(tmp_path):
+    data = write_jsonl(tmp_path / "preds.jsonl", FIXTURE)
+    command = [
+        sys.executable,
+        "-m",
+        "vlmrm.vtg.evaluate",
+        "--file",
+        str(data),
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["R@0.5"] == pytest.approx(1 / 3)
+    assert (tmp_path / "o" / METRICS_FILE).is_file() and (tmp_path / "o" / PREDICTIONS_FILE).is_file()
+
+
+def test_evaluate_reports_every_bad_ground_truth_line(tmp_path):
+    good = FIXTURE[1]
+    rows = [good, {**good, "timestamp": [6, 2]}, {**good, "duration": -1}, {**good, "timestamp": [0, 11]}]
+    data = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with data.open("a") as handle:
+        handle.write("{not json\n")
+    with pytest.raises(DataValidationError) as raised:
+        evaluate_predictions(data, tmp_path / "out")
+    assert [(p.line, p.field) for p in raised.value.problems] == [
+        (2, "timestamp"),
+        (3, "duration"),
+        (4, "timestamp"),
+        (5, None),
+    ]
+    assert not (tmp_path / "out").exists()  # nothing written from a partly valid file
