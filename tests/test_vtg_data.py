@@ -103,7 +103,6 @@ BAD_LINES = [
     ({**GOOD, "video_start": 5, "video_end": 5}, "video_start 5 >= video_end 5", "video_start/video_end"),
     ({**GOOD, "qid": [1]}, "must be a string, got array [1]", "qid"),
     ({**GOOD, "difficulty": "hard"}, 'must be a finite number, got string "hard"', "difficulty"),
-    ({**GOOD, "pred": "0-3"}, 'must be [start, end] (2 numbers), got string "0-3"', "pred"),
 ]
 
 
@@ -114,6 +113,15 @@ def test_each_bad_line_is_named(tmp_path, line, message, field):
     column = f" [{field}]" if field else ""
     assert [str(p) for p in table.problems] == [f"error: {path}:2{column}: {message}"]
     assert [s.line for s in table.samples] == [1, 3]  # the good lines around it still parse
+
+
+def test_a_malformed_pred_is_a_warning_and_keeps_its_sample(tmp_path):
+    """``pred`` is a model output to score, not training input: evaluation counts it as unparseable."""
+    path = write_jsonl(tmp_path / "t.jsonl", [GOOD, {**GOOD, "pred": "0-3"}])
+    table = parse_vtg_jsonl(path)
+    message = 'must be [start, end] (2 numbers), got string "0-3"'
+    assert [str(p) for p in table.problems] == [f"warning: {path}:2 [pred]: {message}"]
+    assert [(s.line, s.pred) for s in table.samples] == [(1, None), (2, None)]
 
 
 def test_every_problem_of_one_line_is_reported(tmp_path):

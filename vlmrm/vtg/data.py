@@ -150,7 +150,8 @@ def _parse_record(record: dict, root: Path, line: int) -> tuple[VTGSample | None
     video_start = _number(record, "video_start", problems)
     video_end = _number(record, "video_end", problems)
     difficulty = _number(record, "difficulty", problems)
-    pred = _segment(record, "pred", problems)
+    pred_problems: list = []
+    pred = _segment(record, "pred", pred_problems)
     qid = record.get("qid")
     if qid is not None and (isinstance(qid, bool) or not isinstance(qid, (str, int))):
         problems.append(("qid", f"must be a string, got {_describe(qid)}", "bad_type"))
@@ -177,7 +178,7 @@ def _parse_record(record: dict, root: Path, line: int) -> tuple[VTGSample | None
             ("video_start/video_end", f"video_start {video_start:g} >= video_end {video_end:g}", "bad_trim")
         )
     if problems:
-        return None, problems
+        return None, problems + pred_problems
     known = set(REQUIRED_FIELDS + OPTIONAL_FIELDS)
     sample = VTGSample(
         video=Path(resolve_under(video, root)),
@@ -192,7 +193,7 @@ def _parse_record(record: dict, root: Path, line: int) -> tuple[VTGSample | None
         metadata={k: v for k, v in record.items() if k not in known},
         line=line,
     )
-    return sample, []
+    return sample, [(*problem, "warning") for problem in pred_problems]
 
 
 def parse_vtg_jsonl(path: str | Path, video_dir: str | Path | None = None) -> VTGTable:
@@ -200,7 +201,9 @@ def parse_vtg_jsonl(path: str | Path, video_dir: str | Path | None = None) -> VT
 
     Errors: file not found, no lines, invalid JSON, not an object, missing field, wrong type, empty
     string, duration <= 0, timestamp start >= end or outside [0, duration], negative or reversed
-    trim window. Warning: a ``qid`` repeated from an earlier line.
+    trim window. Warnings: a ``qid`` repeated from an earlier line; a ``pred`` that is not two finite
+    numbers (a model output to score, not an input: the sample is kept with ``pred`` None, which
+    evaluation counts as unparseable).
     """
     path = Path(path)
     file = str(path)
@@ -225,7 +228,10 @@ def parse_vtg_jsonl(path: str | Path, video_dir: str | Path | None = None) -> VT
                 problems.append(Problem(file, line, None, message, kind="bad_json"))
                 continue
             sample, found = _parse_record(record, root, line)
-            problems += [Problem(file, line, name, message, kind=kind) for name, message, kind in found]
+            problems += [
+                Problem(file, line, name, message, *severity, kind=kind)
+                for name, message, kind, *severity in found
+            ]
             if sample is None:
                 continue
             if sample.qid is not None and sample.qid in first_qid:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-from vlmrm.data.problems import DataValidationError, Problem
+from vlmrm.data.problems import DataValidationError, errors
+from vlmrm.vtg.data import parse_vtg_jsonl
 from vlmrm.vtg.metrics import temporal_iou, vtg_metrics
 from vlmrm.vtg.temporal import normalize_segment
 
@@ -27,74 +27,27 @@ METRICS_FILE = "vtg_metrics.json"
 PREDICTIONS_FILE = "vtg_predictions.jsonl"
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _pair(value) -> tuple[float, float] | None:
-    """(a, b) if `value` is a list of exactly two numbers, else None."""
-    if isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value):
-        return float(value[0]), float(value[1])
-    return None
-
-
-def _ground_truth(row, file: str, line: int) -> tuple[float, tuple[float, float]] | Problem:
-    """(duration, timestamp) of one parsed JSON line, or the Problem that makes it unusable."""
-    if not isinstance(row, dict):
-        return Problem(file, line, None, "line is not a JSON object", kind="json")
-    duration = row.get("duration")
-    if not _is_number(duration) or not math.isfinite(duration) or duration <= 0:
-        return Problem(
-            file, line, "duration", f"must be a positive number, got {duration!r}", kind="duration"
-        )
-    timestamp = _pair(row.get("timestamp"))
-    if timestamp is None or not all(math.isfinite(t) for t in timestamp):
-        return Problem(
-            file, line, "timestamp", f"must be [start, end], got {row.get('timestamp')!r}", kind="type"
-        )
-    if not 0 <= timestamp[0] < timestamp[1] <= duration:
-        message = f"needs 0 <= start < end <= duration ({duration:g}), got {list(timestamp)}"
-        return Problem(file, line, "timestamp", message, kind="timestamp")
-    return float(duration), timestamp
-
-
 def read_prediction_records(jsonl_path: str | Path) -> list[dict]:
-    """Per sample: {"line", "qid", "timestamp", "pred" (normalised or None), "difficulty"}.
+    """Per sample: {"line", "qid", "timestamp", "pred" (normalised or None), "difficulty"}, read by
+    :func:`vlmrm.vtg.data.parse_vtg_jsonl` (the training parser: same checks, same messages).
 
     Raises:
         DataValidationError: with every line whose JSON or ground truth is invalid.
     """
-    path = Path(jsonl_path)
-    records, problems = [], []
-    for line, text in enumerate(path.read_text().splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as error:
-            problems.append(Problem(str(path), line, None, f"invalid JSON: {error.msg}", kind="json"))
-            continue
-        truth = _ground_truth(row, str(path), line)
-        if isinstance(truth, Problem):
-            problems.append(truth)
-            continue
-        duration, timestamp = truth
-        raw = _pair(row.get("pred"))
-        difficulty = row.get("difficulty")
-        records.append(
-            {
-                "line": line,
-                "qid": row.get("qid"),
-                "timestamp": list(timestamp),
-                "pred": None if raw is None else normalize_segment(*raw, duration),
-                "difficulty": float(difficulty)
-                if _is_number(difficulty) and math.isfinite(difficulty)
-                else None,
-            }
-        )
-    if problems:
-        raise DataValidationError(problems)
-    return records
+    table = parse_vtg_jsonl(jsonl_path)
+    found = errors(table.problems)
+    if found:
+        raise DataValidationError(found)
+    return [
+        {
+            "line": sample.line,
+            "qid": sample.qid,
+            "timestamp": list(sample.timestamp),
+            "pred": None if sample.pred is None else normalize_segment(*sample.pred, sample.duration),
+            "difficulty": sample.difficulty,
+        }
+        for sample in table.samples
+    ]
 
 
 def evaluate_predictions(jsonl_path: str | Path, out_dir: str | Path) -> dict:
