@@ -1,13 +1,15 @@
 """Evaluate reward checkpoints: ``python eval_rm.py EVAL_CONFIG.yaml [--key value ...]``.
 
-Or ``./run_eval.sh [EVAL_CONFIG.yaml] [GPU]``. Keys and outputs: ``vlmrm/evaluate.py``.
+Or ``./run_eval.sh [EVAL_CONFIG.yaml] [GPU]``. The config's ``task:`` picks the job: reward_model
+(default; keys and outputs: ``vlmrm/evaluate.py``) or vtg (``vlmrm/vtg/predict.py``).
 """
 
 import logging
 import sys
 
 from vlmrm.config import ConfigError
-from vlmrm.evaluate import parse_eval_config, run_evaluation
+from vlmrm.data.problems import DataValidationError
+from vlmrm.tasks import run_eval_task
 
 
 def main(argv: list[str]) -> int:
@@ -16,19 +18,11 @@ def main(argv: list[str]) -> int:
         return 2
     logging.basicConfig(format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        config = parse_eval_config(argv[0], argv[1:])
-    except ConfigError as err:
+        lines = run_eval_task(argv[0], argv[1:])
+    except (ConfigError, DataValidationError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = run_evaluation(config)
-    for row in rows:
-        if row.get("error"):
-            print(f"{row['model_dir']} {row['checkpoint']}: {row['error']}")
-        else:
-            print(
-                f"{row['model_dir']} {row['checkpoint']} {row['dimension']}: accuracy {row['accuracy']:.4f}"
-            )
-    print(f"results: {config.output_dir}/{config.output_file}")
+    print("\n".join(lines))
     return 0
 
 

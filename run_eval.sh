@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evaluate reward checkpoints: ./run_eval.sh [CONFIG] [GPU]
+# Evaluate checkpoints (reward models; VTG with task: vtg): ./run_eval.sh [CONFIG] [GPU]
 #   CONFIG  evaluation YAML (default: training_configs/eval_config_example.yaml)
 #   GPU     device index to use (sets CUDA_VISIBLE_DEVICES); without a visible GPU it runs on CPU.
 set -euo pipefail

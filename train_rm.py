@@ -1,4 +1,5 @@
-"""Train a vision-language reward model: ``python train_rm.py CONFIG.yaml [--key value ...]``.
+"""Train: ``python train_rm.py CONFIG.yaml [--key value ...]``; the config's ``task:`` picks the job
+(reward_model by default, vtg_sft, vtg_grpo: vlmrm.tasks).
 
 Launch on several GPUs (or CPU processes) with ``./run_distributed.sh --gpus N --config CONFIG.yaml``.
 """
@@ -6,9 +7,10 @@ Launch on several GPUs (or CPU processes) with ``./run_distributed.sh --gpus N -
 import logging
 import sys
 
-from vlmrm.config import ConfigError, parse_config
+from vlmrm.config import ConfigError
 from vlmrm.data.problems import DataValidationError
-from vlmrm.train import finish_distributed, run_training
+from vlmrm.tasks import run_train_task
+from vlmrm.train import finish_distributed
 
 
 def main(argv: list[str]) -> int:
@@ -17,8 +19,7 @@ def main(argv: list[str]) -> int:
         return 2
     logging.basicConfig(format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        cfg = parse_config(argv[0], argv[1:])
-        metrics = run_training(cfg)
+        metrics = run_train_task(argv[0], argv[1:])
     except (ConfigError, DataValidationError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -7,9 +7,12 @@ import yaml
 
 from vlmrm.config import parse_config
 from vlmrm.evaluate import parse_eval_config
+from vlmrm.vtg.data_config import load_vtg_data_config
+from vlmrm.vtg.predict import parse_vtg_eval_config
+from vlmrm.vtg.task_config import load_vtg_task_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "training_configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "training_configs").rglob("*.yaml"))
 GENERATED = ("data", "outputs", "evaluation_results")
 """Top-level folders that runs create (quickstart data, outputs): not expected in a checkout."""
 
@@ -20,7 +23,9 @@ def repo_references(values: dict) -> list[str]:
     found = []
     for value in values.values():
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and not item.startswith("/") and item.split("/", 1)[0] in folders:
+            if isinstance(item, dict):
+                found += repo_references(item)
+            elif isinstance(item, str) and not item.startswith("/") and item.split("/", 1)[0] in folders:
                 found.append(item)
     return found
 
@@ -33,7 +38,15 @@ def test_there_are_configs():
 def test_config_parses_and_its_repo_files_exist(path, monkeypatch):
     monkeypatch.chdir(ROOT)
     values = yaml.safe_load(path.read_text())
-    if "model_dirs" in values:
+    task = values.get("task", "reward_model")
+    if "dataset" in values:  # a VTG data config (training_configs/vtg/)
+        load_vtg_data_config(path)
+    elif task in ("vtg_sft", "vtg_grpo"):
+        config = load_vtg_task_config(path, ["--use_cpu", "true"])
+        assert config.training.output_dir and config.data.video.max_frames >= 2
+    elif task == "vtg":
+        parse_vtg_eval_config(values)
+    elif "model_dirs" in values:
         parse_eval_config(path)
     else:
         cfg = parse_config(path, ["--use_cpu", "true"])  # bf16 configs are for GPUs; parse them here on CPU

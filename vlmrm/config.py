@@ -48,6 +48,10 @@ def _opt(default: Any = None, help: str = "", aliases: list[str] | None = None, 
 class ModelConfig:
     """Backbone, reward head, freezing and LoRA options (VideoAlign names)."""
 
+    task: Literal["reward_model"] = _opt(
+        "reward_model",
+        "The job this YAML runs (vlmrm.tasks); vtg_sft / vtg_grpo YAMLs have their own layout.",
+    )
     model_name_or_path: str | None = _opt(None, "Local path or hub id of the Qwen-VL backbone.")
     torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = _opt(
         "auto", "dtype the backbone is loaded in; 'auto' follows bf16/fp16 of the training arguments."

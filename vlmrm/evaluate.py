@@ -77,6 +77,7 @@ CSV_FIELDS = (
 class EvalConfig:
     """Keys of ``eval_config.yaml`` (the reference's names, plus what the checkpoint cannot know)."""
 
+    task: Literal["reward_model"] = _opt("reward_model", "The job (vlmrm.tasks); task: vtg has its own keys.")
     model_dirs: list[str] | None = _opt(None, "Training output directories to evaluate.")
     dataset_path: str | None = _opt(None, "Evaluation data: a CSV of video pairs.")
     data_dir: str | None = _opt(None, "Folder relative video paths resolve against (default: the CSV's).")

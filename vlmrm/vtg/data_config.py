@@ -201,12 +201,25 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     PyYAML reads ``1e3`` (no dot) as a string: for float fields a numeric string is converted, as
     the style guide asks ("convert or reject, never pass a string on").
     """
+    if hint is Any:
+        return value
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return value
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
         if value is None:
             return None
         (inner,) = [arg for arg in get_args(hint) if arg is not type(None)]
         return _coerce(value, inner, key)
+    if origin is list:
+        (item,) = get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        if is_dataclass(item):
+            return [build_section(item, entry, f"{key}[{i}]") for i, entry in enumerate(value)]
+        return [_coerce(entry, item, f"{key}[{i}]") for i, entry in enumerate(value)]
     if origin is Literal:
         if value not in get_args(hint):
             choices = ", ".join(repr(c) for c in get_args(hint))
@@ -226,7 +239,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
 
 
-def _build(cls: type, values: Any, prefix: str) -> Any:
+def build_section(cls: type, values: Any, prefix: str = "") -> Any:
     """One section from its mapping, recursing into nested sections; errors carry the dotted path."""
     where = prefix or "the top level"
     if values is None:
@@ -243,7 +256,7 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"unknown key '{dotted}'{hint} (valid keys in {where}: {', '.join(names)})")
         if is_dataclass(hints[key]):
-            kwargs[key] = _build(hints[key], value, dotted)
+            kwargs[key] = build_section(hints[key], value, dotted)
         else:
             kwargs[key] = _coerce(value, hints[key], dotted)
     try:
@@ -264,6 +277,6 @@ def load_vtg_data_config(source: str | Path | dict) -> VTGDataConfig:
     else:
         values, name = read_yaml(source), str(source)
     try:
-        return _build(VTGDataConfig, values, "")
+        return build_section(VTGDataConfig, values, "")
     except ConfigError as err:
         raise ConfigError(f"{name}: {err}") from None

@@ -50,19 +50,23 @@ def read_prediction_records(jsonl_path: str | Path) -> list[dict]:
     ]
 
 
-def evaluate_predictions(jsonl_path: str | Path, out_dir: str | Path) -> dict:
-    """Write `vtg_metrics.json` and `vtg_predictions.jsonl` for a JSONL with `pred`; return the metrics."""
-    records = read_prediction_records(jsonl_path)
-    metrics = {**vtg_metrics(records), "file": str(jsonl_path)}
+def write_results(records: list[dict], out_dir: str | Path, source: str, extra: dict | None = None) -> dict:
+    """`vtg_metrics.json` (+ ``extra``, e.g. the parse rate) and `vtg_predictions.jsonl` (one line per
+    record, with its IoU and any extra keys such as the generated text); returns the metrics."""
+    metrics = {**vtg_metrics(records), **(extra or {}), "file": source}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     with (out / PREDICTIONS_FILE).open("w") as handle:
         for r in records:
-            pred = None if r["pred"] is None else list(r["pred"])
-            row = {"line": r["line"], "qid": r["qid"], "timestamp": r["timestamp"], "pred": pred}
+            row = {**r, "pred": None if r["pred"] is None else list(r["pred"])}
             handle.write(json.dumps({**row, "iou": temporal_iou(r["pred"], r["timestamp"])}) + "\n")
     return metrics
+
+
+def evaluate_predictions(jsonl_path: str | Path, out_dir: str | Path) -> dict:
+    """Write `vtg_metrics.json` and `vtg_predictions.jsonl` for a JSONL with `pred`; return the metrics."""
+    return write_results(read_prediction_records(jsonl_path), out_dir, str(jsonl_path))
 
 
 def main(argv: list[str] | None = None) -> None:

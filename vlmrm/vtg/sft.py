@@ -1,0 +1,196 @@
+"""``task: vtg_sft`` — supervised fine-tuning of a Qwen-VL model to answer a clip + sentence with
+the segment, loss on the answer tokens only (HF ``Trainer``, LoRA by default).
+
+Per sample the input is ``prompt ids (chat template, frames as images) + answer ids + <|im_end|>``;
+labels are -100 over the prompt and the padding, so the loss is the answer's negative log-likelihood.
+The prompt and the answer are tokenised apart and concatenated, so no tokeniser merge across the
+boundary can shift the mask. A sample longer than ``max_length`` is an error naming its line:
+truncation would cut image tokens or the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoProcessor, Trainer, TrainerCallback
+
+from vlmrm.config import ConfigError
+from vlmrm.data.problems import DataValidationError, errors
+from vlmrm.data.validate import validate_vtg
+from vlmrm.data.video import resolve_backend
+from vlmrm.vtg.data import VTGDataset, read_vtg_jsonl
+from vlmrm.vtg.model import image_factor, load_base, save_run, with_lora
+from vlmrm.vtg.prompting import frame_images, grounding_answer, grounding_prompt
+from vlmrm.vtg.sampler import BatchSizeLogCallback, DurationBasedBatchSampler
+from vlmrm.vtg.temporal import build_encoding
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # positions the cross-entropy skips (PyTorch's and transformers' convention)
+END_OF_TURN = "<|im_end|>"  # Qwen chat turns end with it; generation stops on it
+TEXT_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids")
+
+
+@dataclass
+class VTGSFTCollator:
+    processor: object
+    encoding: object
+    max_length: int | None = None
+
+    def encode(self, item: dict) -> dict:
+        prompt = grounding_prompt(item["clip"], item["sentence"], item["duration"], self.encoding)
+        text = self.processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        encoded = self.processor(text=[text], images=frame_images(item["clip"]), return_tensors="pt")
+        answer = grounding_answer(item, self.encoding) + END_OF_TURN
+        answer_ids = self.processor.tokenizer(answer, add_special_tokens=False, return_tensors="pt")[
+            "input_ids"
+        ]
+        prompt_ids = encoded["input_ids"]
+        length = prompt_ids.shape[1] + answer_ids.shape[1]
+        if self.max_length is not None and length > self.max_length:
+            raise ValueError(
+                f"line {item['line']} (qid {item['qid']}): prompt + answer = {length} tokens > max_length "
+                f"{self.max_length}; lower video.max_frames / resolution or raise max_length"
+            )
+        return {
+            "input_ids": torch.cat([prompt_ids, answer_ids], dim=1)[0],
+            "attention_mask": torch.ones(length, dtype=torch.long),
+            "labels": torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), answer_ids], dim=1)[0],
+            "mm_token_type_ids": torch.cat(
+                [encoded["mm_token_type_ids"], torch.zeros_like(answer_ids)], dim=1
+            )[0],
+            "pixel_values": encoded["pixel_values"],
+            "image_grid_thw": encoded["image_grid_thw"],
+        }
+
+    def __call__(self, items: list[dict]) -> dict:
+        rows = [self.encode(item) for item in items]
+        width = max(len(row["input_ids"]) for row in rows)
+        pad_id = self.processor.tokenizer.pad_token_id
+        fill = {"input_ids": pad_id, "attention_mask": 0, "labels": IGNORE_INDEX, "mm_token_type_ids": 0}
+        batch = {
+            key: torch.stack(
+                [
+                    torch.nn.functional.pad(row[key], (0, width - len(row[key])), value=fill[key])
+                    for row in rows
+                ]
+            )
+            for key in TEXT_KEYS
+        }
+        batch["pixel_values"] = torch.cat([row["pixel_values"] for row in rows])
+        batch["image_grid_thw"] = torch.cat([row["image_grid_thw"] for row in rows])
+        return batch
+
+
+class EpochSetter(TrainerCallback):
+    """New random frames (``sampling_strategy: random``) and a new batch order each epoch."""
+
+    def __init__(self, *targets):
+        self.targets = targets
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        for target in self.targets:
+            target.set_epoch(int(state.epoch or 0))
+
+
+class VTGTrainer(Trainer):
+    """HF Trainer with the duration-based batch sampler when ``duration_batching.enabled``: the
+    sampler already gives each rank its own batches, so the loader is not sharded again."""
+
+    def __init__(self, *args, batch_sampler=None, batch_log: BatchSizeLogCallback | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batch_sampler, self.batch_log = batch_sampler, batch_log
+
+    def get_train_dataloader(self):
+        if self.batch_sampler is None:
+            return super().get_train_dataloader()
+        args = self.args
+        return torch.utils.data.DataLoader(
+            self.train_dataset,
+            batch_sampler=self.batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers else None,
+            persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
+        )
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.batch_log is not None:
+            self.batch_log.record(int(inputs["input_ids"].shape[0]))
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+def checked_samples(path: str, video_dir: str | None, backend) -> list:
+    """Every sample of a VTG JSONL once the file and its videos pass validation (the same check as
+    ``python -m vlmrm.data.validate --task vtg``); any error stops the run before a model loads."""
+    report = validate_vtg(path, video_dir, backend)
+    for problem in report.problems:
+        logger.warning("%s", problem)
+    found = errors(report.problems)
+    if found:
+        raise DataValidationError(found)
+    return read_vtg_jsonl(path, video_dir)
+
+
+def vtg_datasets(data, factor: int, seed: int):
+    """(train, held-out or None) datasets of the data config, validated."""
+    if not data.dataset.annotation_file:
+        raise ConfigError("data_config: dataset.annotation_file is required for training")
+    backend = resolve_backend("auto")
+    files = (data.dataset.annotation_file, data.validation.annotation_file)
+    train, held_out = (
+        VTGDataset(checked_samples(path, data.dataset.video_dir, backend), data.video, backend, factor, seed)
+        if path
+        else None
+        for path in files
+    )
+    return train, held_out
+
+
+def run_vtg_sft(config) -> dict:
+    sections, data, args = config.sections, config.data, config.training
+    processor = AutoProcessor.from_pretrained(sections.model.name_or_path)
+    train, held_out = vtg_datasets(data, image_factor(processor), args.seed)
+    model, token_ids = load_base(sections.model, data.temporal, processor)
+    if sections.lora.enabled:
+        model = with_lora(model, sections.lora, token_ids)
+        model.print_trainable_parameters()
+    encoding = build_encoding(data.temporal)
+    batching = data.duration_batching
+    sampler, batch_log, callbacks = None, None, [EpochSetter(train)]
+    if batching.enabled:
+        sampler = DurationBasedBatchSampler(
+            train.durations,
+            batching.target_batch_duration,
+            batching.max_batch_size,
+            batching.min_batch_size,
+            batching.drop_last,
+            seed=args.seed,
+            num_replicas=args.world_size,
+            rank=args.process_index,
+        )
+        batch_log = BatchSizeLogCallback()
+        callbacks += [EpochSetter(sampler), batch_log]
+    trainer = VTGTrainer(
+        model=model,
+        args=args,
+        data_collator=VTGSFTCollator(processor, encoding, sections.max_length),
+        train_dataset=train,
+        eval_dataset=held_out,
+        processing_class=processor,
+        callbacks=callbacks,
+        batch_sampler=sampler,
+        batch_log=batch_log,
+    )
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model(args.output_dir)
+    metrics = trainer.evaluate() if held_out is not None else {}
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(args.output_dir)
+        save_run(args.output_dir, sections.model, data.temporal, data.video)
+    logger.info("vtg_sft: saved to %s", Path(args.output_dir))
+    return metrics

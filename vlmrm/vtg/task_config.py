@@ -1,0 +1,215 @@
+"""The VTG training YAML (``task: vtg_sft`` / ``vtg_grpo``) in the reference's nested layout.
+
+    task: vtg_sft                  # or vtg_grpo
+    data_config: vtg/data.yaml     # the nested data YAML (vlmrm.vtg.data_config), or the mapping inline
+    model: {name_or_path, torch_dtype, attn_implementation}
+    lora: {enabled, r, lora_alpha, lora_dropout, target_modules}
+    training: {...}                # HF TrainingArguments (SFT) / TRL GRPOConfig (GRPO) keys
+    rl: {algorithm, num_generations, temperature, kl_coef, clip_range, max_completion_length, sft_checkpoint}
+    rewards: [{name: temporal_iou, weight: 1.0}, {name: segment_overlap, weight: 0.5, mode: recall}]
+
+Every section is checked key by key (unknown keys name their dotted path), ``training`` by
+``HfArgumentParser`` (unknown keys are an error there too). Command-line overrides: ``--key value``
+goes to ``training`` (the launcher's ``--use_cpu true --ddp_backend gloo`` land there), a dotted
+``--model.name_or_path X`` to that section.
+
+Batch sizes: ``training.per_device_train_batch_size`` / ``per_device_eval_batch_size`` when given,
+else the data config's ``dataloader.batch_size`` / ``validation.batch_size``; the data loader's
+workers, prefetch and pinning come from ``dataloader`` unless ``training`` sets them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vlmrm.config import ConfigError, _opt, read_yaml
+from vlmrm.vtg.data_config import VTGDataConfig, build_section, load_vtg_data_config
+
+VTG_TASKS = ("vtg_sft", "vtg_grpo")
+RewardName = Literal["temporal_iou", "segment_overlap"]
+
+
+@dataclass
+class ModelSection:
+    name_or_path: str | None = _opt(None, "Base Qwen-VL checkpoint (hub id or local folder).")
+    torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = _opt("bfloat16", "Weights dtype.")
+    attn_implementation: str = _opt("sdpa", "flash_attention_2 | sdpa | eager.")
+
+
+@dataclass
+class LoraSection:
+    enabled: bool = _opt(True, "Train LoRA adapters (false: every LLM weight).")
+    r: int = _opt(64, "LoRA rank.")
+    lora_alpha: int = _opt(128, "LoRA alpha (scale alpha / r).")
+    lora_dropout: float = _opt(0.05, "Dropout on the LoRA input.")
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        metadata={"help": "Module names (suffixes) that get adapters."},
+    )
+
+
+@dataclass
+class RLSection:
+    algorithm: Literal["grpo", "r1"] = _opt("grpo", "grpo: TRL GRPOTrainer, loss_type grpo.")
+    num_generations: int = _opt(4, "Completions sampled per prompt (the GRPO group).")
+    temperature: float = _opt(0.7, "Sampling temperature of the completions.")
+    kl_coef: float = _opt(0.05, "KL coefficient beta against the starting policy (0: no reference model).")
+    clip_range: float = _opt(0.2, "PPO clip range epsilon of the importance ratio.")
+    max_completion_length: int = _opt(32, "Most tokens generated per completion.")
+    sft_checkpoint: str | None = _opt(
+        None, "The vtg_sft output (adapter) to start from; unset: the base model."
+    )
+
+    def __post_init__(self) -> None:
+        if self.algorithm == "r1":
+            raise ConfigError(
+                "rl.algorithm: 'r1' names DeepSeek-R1's recipe, whose policy objective is GRPO itself; use "
+                "algorithm: grpo (TRL loss_type 'grpo'). Other objectives (dr_grpo, dapo) go in "
+                "training.loss_type."
+            )
+
+
+@dataclass
+class RewardEntry:
+    name: RewardName = _opt("temporal_iou", "temporal_iou or segment_overlap.")
+    weight: float = _opt(1.0, "Weight of this reward in the sum GRPO normalises per group.")
+    mode: Literal["recall", "precision", "f1"] | None = _opt(
+        None, "segment_overlap only: recall, precision or f1 (default recall)."
+    )
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.name != "segment_overlap":
+            raise ConfigError(f"mode: only segment_overlap takes a mode, not {self.name}")
+
+
+@dataclass
+class VTGTaskSections:
+    task: Literal["vtg_sft", "vtg_grpo"] = _opt("vtg_sft", "Which VTG job.")
+    data_config: Any = _opt(None, "Path of the nested data YAML, or the mapping itself.")
+    model: ModelSection = field(default_factory=ModelSection, metadata={"help": "Base model."})
+    lora: LoraSection = field(default_factory=LoraSection, metadata={"help": "LoRA adapters."})
+    training: dict = field(default_factory=dict, metadata={"help": "TrainingArguments / GRPOConfig keys."})
+    rl: RLSection = field(default_factory=RLSection, metadata={"help": "GRPO settings."})
+    rewards: list[RewardEntry] = field(
+        default_factory=lambda: [RewardEntry()], metadata={"help": "GRPO rewards and weights."}
+    )
+    max_length: int | None = _opt(
+        None, "SFT: longest prompt + answer in tokens; longer samples are an error."
+    )
+
+
+@dataclass
+class VTGTaskConfig:
+    sections: VTGTaskSections
+    data: VTGDataConfig
+    training: Any  # transformers.TrainingArguments or trl.GRPOConfig
+    source: str
+
+
+def _split_overrides(overrides: list[str]) -> tuple[dict, list[str]]:
+    """Dotted ``--section.key value`` pairs (parsed as YAML scalars) and the rest (for ``training``)."""
+    dotted, rest = {}, []
+    tokens = list(overrides)
+    while tokens:
+        token = tokens.pop(0)
+        key = token[2:] if token.startswith("--") else None
+        if key and "." in key.split("=")[0]:
+            name, _, value = key.partition("=")
+            if not value:
+                if not tokens:
+                    raise ConfigError(f"{token}: needs a value")
+                value = tokens.pop(0)
+            dotted[name] = yaml.safe_load(value)
+        else:
+            rest.append(token)
+    return dotted, rest
+
+
+def _apply_dotted(values: dict, dotted: dict) -> None:
+    for name, value in dotted.items():
+        section, _, key = name.partition(".")
+        target = values.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--{name}: {section} is not a section")
+        target[key] = value
+
+
+def training_arguments(task: str, values: dict, overrides: list[str], output_hint: str) -> Any:
+    """``training`` + flat overrides -> ``TrainingArguments`` (SFT) or ``GRPOConfig`` (GRPO)."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    if task == "vtg_grpo":
+        from trl import GRPOConfig as cls
+    else:
+        cls = TrainingArguments
+    parser = HfArgumentParser(cls)
+    merged = {"output_dir": output_hint, **values}
+    if "warmup_ratio" in merged:  # the reference's key; transformers 5 takes a fraction in warmup_steps
+        ratio = float(merged.pop("warmup_ratio"))
+        if not 0 <= ratio < 1:
+            raise ConfigError(f"training.warmup_ratio: must be in [0, 1), got {ratio}")
+        merged["warmup_steps"] = ratio
+    known = {f for f in cls.__dataclass_fields__}
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ConfigError(f"training: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
+    args = []
+    for key, value in merged.items():
+        if isinstance(value, dict):
+            raise ConfigError(f"training.{key}: mappings are not supported here")
+        args += [f"--{key}", *(map(str, value) if isinstance(value, list) else [str(value)])]
+    try:
+        (parsed,) = parser.parse_args_into_dataclasses(args=args + overrides)
+    except SystemExit as err:
+        raise ConfigError(f"training: cannot parse {overrides or merged}: see the message above") from err
+    except ValueError as err:  # the arguments' own checks (e.g. GRPO's batch vs num_generations)
+        raise ConfigError(f"training: {err}") from err
+    return parsed
+
+
+def load_vtg_task_config(path: str | Path | None = None, overrides: list[str] | None = None, values=None):
+    """The whole VTG job: sections, the data config (file or inline) and the training arguments."""
+    raw = dict(values) if values is not None else read_yaml(path)
+    source = str(path) if path is not None else "values"
+    dotted, flat = _split_overrides(overrides or [])
+    _apply_dotted(raw, dotted)
+    try:
+        sections = build_section(VTGTaskSections, raw)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    if sections.data_config is None:
+        raise ConfigError(f"{source}: data_config: required (path of the data YAML or its mapping)")
+    data_source = sections.data_config
+    if isinstance(data_source, str) and path is not None and not Path(data_source).is_absolute():
+        candidate = Path(data_source)
+        data_source = str(candidate if candidate.exists() else Path(path).parent / candidate)
+    data = load_vtg_data_config(data_source)
+    training = sections.training
+    defaults = {
+        "per_device_train_batch_size": data.dataloader.batch_size,
+        "per_device_eval_batch_size": data.validation.batch_size,
+        "dataloader_num_workers": data.dataloader.num_workers,
+        "dataloader_pin_memory": data.dataloader.pin_memory,
+        "remove_unused_columns": False,
+    }
+    if data.dataloader.num_workers > 0:
+        defaults["dataloader_prefetch_factor"] = data.dataloader.prefetch_factor
+    if sections.task == "vtg_grpo":
+        rl = sections.rl
+        defaults.update(
+            num_generations=rl.num_generations,
+            temperature=rl.temperature,
+            beta=rl.kl_coef,
+            epsilon=rl.clip_range,
+            loss_type="grpo",
+            max_completion_length=rl.max_completion_length,
+            reward_weights=[entry.weight for entry in sections.rewards],
+        )
+    args = training_arguments(sections.task, {**defaults, **training}, flat, f"outputs/{sections.task}")
+    if not sections.model.name_or_path:
+        raise ConfigError(f"{source}: model.name_or_path: required")
+    return VTGTaskConfig(sections, data, args, source)
