@@ -4,6 +4,7 @@ under torchrun, evaluation through eval_rm.py."""
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,32 @@ def test_sft_beats_the_best_constant_segment_then_grpo_runs_under_torchrun(vtg_d
     policy, processor, _ = load_trained(tmp_path / "grpo")  # merged: full weights, the SFT's tokens
     assert len(processor.tokenizer) == policy.get_input_embeddings().weight.shape[0]
     assert processor.tokenizer.convert_tokens_to_ids("<99>") != processor.tokenizer.unk_token_id
+
+
+@pytest.mark.slow
+def test_duration_batched_sft_under_torchrun_logs_its_batches(vtg_data, tiny_cache, tmp_path):
+    """2 processes: the sampler gives each rank its own batches (equal counts, so neither waits on
+    the other at a step), logs its init lines and the batch sizes per logging interval."""
+    values = task_values(
+        vtg_data,
+        tiny_checkpoint("qwen3_vl", cache_dir=tiny_cache),
+        tmp_path / "sft",
+        max_steps=4,
+        logging_steps=2,
+    )
+    values["training"].update(save_strategy="no", eval_strategy="no")
+    values["data_config"]["duration_batching"] = {
+        "enabled": True,
+        "target_batch_duration": 30.0,
+        "max_batch_size": 6,
+    }
+    config = tmp_path / "sft.yaml"
+    config.write_text(yaml.safe_dump(values))
+    result = launch(config, port=29562)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "DurationBasedBatchSampler initialized: samples=300, target_duration=30.0s" in log
+    assert "Distributed training: 2 GPUs, rank 1" in log
+    sizes = [int(n) for n in re.findall(r"Step \d+: batch_size avg=[\d.]+, min=\d+, max=(\d+)", log)]
+    assert sizes and max(sizes) <= 6
+    assert (tmp_path / "sft" / "vtg_run.json").is_file()
