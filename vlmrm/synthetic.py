@@ -67,6 +67,18 @@ CODEC_SETTINGS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+def check_clip_settings(config) -> None:
+    """Shared checks of the synthetic generators' configs (frozen dataclasses with ``out_dir``,
+    ``num_train``, ``num_test``, ``size``, ``fps``); makes ``out_dir`` a Path."""
+    object.__setattr__(config, "out_dir", Path(config.out_dir))
+    if config.num_train < 0 or config.num_test < 0:
+        raise ValueError("num_train and num_test must be >= 0")
+    if config.size < 32 or config.size % 2:
+        raise ValueError(f"size must be even (yuv420p) and >= 32, got {config.size}")
+    if config.fps <= 0:
+        raise ValueError(f"fps must be positive, got {config.fps}")
+
+
 @dataclass(frozen=True)
 class SyntheticVideoConfig:
     """What to generate; every field is also a CLI flag of `python -m vlmrm.synthetic`."""
@@ -83,13 +95,7 @@ class SyntheticVideoConfig:
     prompt_style: Literal["colour", "full"] = "colour"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
-        if self.num_train < 0 or self.num_test < 0:
-            raise ValueError("num_train and num_test must be >= 0")
-        if self.size < 32 or self.size % 2:
-            raise ValueError(f"size must be even (yuv420p) and >= 32, got {self.size}")
-        if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+        check_clip_settings(self)
         if self.num_frames < 3:
             raise ValueError("fps * duration must give at least 3 frames (jitter needs 3 positions)")
         if not 0.0 <= self.tie_fraction <= 1.0:

@@ -283,13 +283,17 @@ def main_vtg(args) -> int:
     backend = resolve_backend(args.video_backend)
     failed = False
     for path, video_dir in _vtg_files(args):
-        report = validate_vtg(path, video_dir, backend)
-        for problem in report.problems:
-            print(problem, file=sys.stderr)
-        print(json.dumps({"file": path, **report.summary}, indent=None if not args.json else 2))
-        failed |= report.failed(args.strict)
+        failed |= print_report(validate_vtg(path, video_dir, backend), path, args)
     print("FAILED" if failed else "OK", file=sys.stderr)
     return 1 if failed else 0
+
+
+def print_report(report: ValidationReport, path: str, args) -> bool:
+    """Problems to stderr, the summary JSON to stdout; whether the file fails (``--strict``: warnings too)."""
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    print(json.dumps({"file": path, **report.summary}, indent=None if not args.json else 2))
+    return report.failed(args.strict)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -353,10 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             backend = backend or resolve_backend(backend_name)
             report = validate_video_pairs(path, eval_dim, data_dir, tied, sampling, backend, restrict)
-        for problem in report.problems:
-            print(problem, file=sys.stderr)
-        print(json.dumps({"file": path, **report.summary}, indent=None if not args.json else 2))
-        failed |= report.failed(args.strict)
+        failed |= print_report(report, path, args)
     print("FAILED" if failed else "OK", file=sys.stderr)
     return 1 if failed else 0
 

@@ -26,7 +26,15 @@ from typing import Literal
 
 import numpy as np
 
-from vlmrm.synthetic import BACKGROUND_RGB, CODEC_SETTINGS, PALETTE, SHAPES, shape_stamp, write_mp4
+from vlmrm.synthetic import (
+    BACKGROUND_RGB,
+    CODEC_SETTINGS,
+    PALETTE,
+    SHAPES,
+    check_clip_settings,
+    shape_stamp,
+    write_mp4,
+)
 
 # Object side / frame side: two objects fit side by side (event and distractor use opposite halves).
 OBJECT_FRACTION = 0.4
@@ -59,13 +67,7 @@ class SyntheticVTGConfig:
     codec: Literal["mpeg4", "h264"] = "mpeg4"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
-        if self.num_train < 0 or self.num_test < 0:
-            raise ValueError("num_train and num_test must be >= 0")
-        if self.size < 32 or self.size % 2:
-            raise ValueError(f"size must be even (yuv420p) and >= 32, got {self.size}")
-        if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+        check_clip_settings(self)
         if (
             not MIN_EVENT_SECONDS
             <= MAX_EVENT_FRACTION * self.min_duration
