@@ -87,7 +87,17 @@ def test_a_corrupt_entry_is_dropped_and_decoded_again(make_video, tmp_path):
     cache = FrameCache(tmp_path / "cache")
     decoded = cache.load(path, SMALL, backend)
     (_, _, entry), *_ = cache.entries()
-    entry.write_bytes(b"not an npz")
+    entry.write_bytes(b"not a cache entry")
+    assert same_video(cache.load(path, SMALL, backend), decoded) and cache.misses == 2
+
+
+def test_a_cut_entry_is_dropped_and_decoded_again(make_video, tmp_path):
+    path = make_video("v.mp4")
+    backend = resolve_backend("pyav")
+    cache = FrameCache(tmp_path / "cache")
+    decoded = cache.load(path, SMALL, backend)
+    (_, size, entry), *_ = cache.entries()
+    entry.write_bytes(entry.read_bytes()[: size - 1])  # one frame byte short
     assert same_video(cache.load(path, SMALL, backend), decoded) and cache.misses == 2
 
 

@@ -10,8 +10,9 @@ so a stale entry is never served, only left for eviction.
 
 Writes are atomic: each writer (DataLoader worker, rank) saves to its own temporary name in the
 entry's folder and ``os.replace``-s it onto the key, so readers see a whole entry or none, and
-two writers of one key both leave a valid file. Files are ``.npz`` read with
-``allow_pickle=False``: a cache directory cannot make us run code.
+two writers of one key both leave a valid file. An entry is a JSON header plus raw uint8 frames
+(:func:`encode_entry`), read in one call without pickle or zip: a cache directory cannot make us
+run code, and a hit costs about a file read.
 
 Size limit: least-recently-used entries (mtime, touched on every hit) are deleted once the folder
 exceeds ``max_bytes``. Each process rescans the folder after writing :data:`RESCAN_FRACTION` of the
@@ -24,9 +25,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import uuid
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,51 @@ from vlmrm.data.video import DecodedVideo, FrameSampling, VideoBackend, VideoInf
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 """Bump when the stored layout or the frame pipeline changes: old entries stop matching."""
-ENTRY_SUFFIX = ".npz"
+ENTRY_SUFFIX = ".frames"
+ENTRY_MAGIC = b"VLMRMFC2"
+HEADER_LENGTH_BYTES = 4
 RESCAN_FRACTION = 0.05
 """A process re-measures the folder after writing this fraction of the limit (bounds the overshoot
 without a stat of every entry on every write)."""
 BYTES_PER_GB = 1024**3
+
+
+def encode_entry(video: DecodedVideo) -> bytes:
+    """:data:`ENTRY_MAGIC`, the JSON header's length (4 bytes, little-endian), the JSON header (frame
+    shape, indices, probe info, sample fps), then the raw uint8 frames: one read, no zip, no pickle."""
+    info = video.info
+    header = json.dumps(
+        {
+            "shape": list(video.frames.shape),
+            "indices": list(video.indices),
+            "info": [info.total_frames, info.fps, info.height, info.width],
+            "sample_fps": video.sample_fps,
+        }
+    ).encode()
+    frames = video.frames.contiguous().numpy().tobytes()
+    return ENTRY_MAGIC + len(header).to_bytes(HEADER_LENGTH_BYTES, "little") + header + frames
+
+
+def decode_entry(data: bytes) -> DecodedVideo:
+    """Inverse of :func:`encode_entry`; ``ValueError`` for anything else (a foreign or cut file)."""
+    start = len(ENTRY_MAGIC) + HEADER_LENGTH_BYTES
+    if not data.startswith(ENTRY_MAGIC) or len(data) < start:
+        raise ValueError("not a frame-cache entry")
+    length = int.from_bytes(data[len(ENTRY_MAGIC) : start], "little")
+    header = json.loads(data[start : start + length])
+    shape = tuple(header["shape"])
+    pixels = np.frombuffer(data, dtype=np.uint8, offset=start + length)
+    if pixels.size != math.prod(shape):
+        raise ValueError(f"{pixels.size} frame bytes for shape {shape}")
+    total, fps, height, width = header["info"]
+    return DecodedVideo(
+        torch.from_numpy(pixels.reshape(shape).copy()),
+        list(header["indices"]),
+        VideoInfo(int(total), float(fps), int(height), int(width)),
+        float(header["sample_fps"]),
+    )
 
 
 class FrameCache:
@@ -98,14 +137,12 @@ class FrameCache:
 
     def _read(self, entry: Path) -> DecodedVideo | None:
         try:
-            with np.load(entry, allow_pickle=False) as stored:
-                frames = torch.from_numpy(stored["frames"].copy())
-                indices = stored["indices"].tolist()
-                total, fps, height, width = stored["info"].tolist()
-                sample_fps = float(stored["sample_fps"])
+            data = entry.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        try:
+            video = decode_entry(data)
+        except (ValueError, KeyError, TypeError) as err:
             logger.warning("frame cache: dropping unreadable entry %s (%s)", entry, err)
             entry.unlink(missing_ok=True)
             return None
@@ -113,21 +150,13 @@ class FrameCache:
             os.utime(entry)  # least-recently-used order for eviction
         except FileNotFoundError:
             pass  # evicted by another process after we read it
-        return DecodedVideo(frames, indices, VideoInfo(int(total), fps, int(height), int(width)), sample_fps)
+        return video
 
     def _write(self, entry: Path, video: DecodedVideo) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         temporary = entry.with_name(f".{entry.stem}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        info = video.info
         try:
-            with temporary.open("wb") as handle:
-                np.savez(
-                    handle,
-                    frames=video.frames.numpy(),
-                    indices=np.asarray(video.indices, dtype=np.int64),
-                    info=np.asarray([info.total_frames, info.fps, info.height, info.width], dtype=np.float64),
-                    sample_fps=np.float64(video.sample_fps),
-                )
+            temporary.write_bytes(encode_entry(video))
             size = temporary.stat().st_size  # the entry itself may be evicted or replaced at once
             os.replace(temporary, entry)
         except OSError as err:  # a full or read-only cache disk slows training down, never stops it
