@@ -23,7 +23,8 @@ instruction ("scores 1–10 per dimension ... total scores by summing"): the las
 lines; without one, the sum of per-dimension ``Video 1 (8/10)`` / ``Video 1: 8/10`` scores.
 
 :func:`judge` maps the verdict, which numbers items **as shown**, back to the original items before
-comparing with the ground truth. :class:`JudgeStats` accumulates the stats file.
+comparing with the ground truth; :func:`filtered_record` builds what is written for a kept sample;
+:class:`JudgeStats` accumulates the stats file.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields
+from pathlib import Path
 
-from vlmrm.grm.records import TIE, Choice, ShownOrder, to_original
+from vlmrm.grm.records import TIE, Choice, FilteredSample, ShownOrder, check_shown_order, to_original
 from vlmrm.grm.sources import GRMSample
 
 FILLER = r"[\s*_\"'`:#.,!)(\[\]-]*"
@@ -170,6 +172,41 @@ def judge(sample: GRMSample, shown_order: ShownOrder, generated_text: str) -> Ve
         method=answer.method,
         reasoning=parse_reasoning(generated_text),
         score_totals=parse_score_totals(generated_text),
+    )
+
+
+def shown_items(sample: GRMSample, shown_order: ShownOrder) -> tuple[Path, Path]:
+    """The sample's items in the order shown: ``shown_items(s, (2, 1)) == (s.items[1], s.items[0])``."""
+    first, second = check_shown_order(shown_order)
+    return sample.items[first - 1], sample.items[second - 1]
+
+
+def filtered_record(
+    sample: GRMSample,
+    shown_order: ShownOrder,
+    instruction: str,
+    generated_text: str,
+    verdict: Verdict,
+    video_fps: float | None = None,
+) -> FilteredSample:
+    """The record rejection sampling writes for a kept sample (``verdict.correct`` must be True)."""
+    if not verdict.correct:
+        raise ValueError(f"sample {sample.sample_id}: only a correct verdict is kept, got {verdict}")
+    return FilteredSample(
+        sample_id=sample.sample_id,
+        source=sample.source,
+        media=sample.media,
+        prompt=sample.prompt,
+        instruction=instruction,
+        items_shown=tuple(str(p) for p in shown_items(sample, shown_order)),
+        shown_order=shown_order,
+        ground_truth=sample.ground_truth,
+        generated_text=generated_text,
+        predicted=verdict.predicted,
+        reasoning=verdict.reasoning,
+        score_totals=verdict.score_totals,
+        video_fps=video_fps if sample.media == "video" else None,
+        extra=dict(sample.extra),
     )
 
 

@@ -167,8 +167,9 @@ class FilteredSample:
         )
 
 
-def read_filtered_jsonl(path: str | Path) -> list[FilteredSample]:
-    """Every record of a ``filtered.jsonl``; a bad line raises ``ValueError`` naming file:line."""
+def read_filtered_jsonl(path: str | Path, with_lines: bool = False) -> list:
+    """Every record of a ``filtered.jsonl`` (as ``(line, record)`` with ``with_lines``); a bad line
+    raises ``ValueError`` naming file:line."""
     path = Path(path)
     samples = []
     with path.open(encoding="utf-8") as handle:
@@ -176,9 +177,10 @@ def read_filtered_jsonl(path: str | Path) -> list[FilteredSample]:
             if not line.strip():
                 continue
             try:
-                samples.append(FilteredSample.from_json(json.loads(line)))
+                sample = FilteredSample.from_json(json.loads(line))
             except (json.JSONDecodeError, ValueError, TypeError) as err:
                 raise ValueError(f"{path}:{line_number}: {err}") from err
+            samples.append((line_number, sample) if with_lines else sample)
     return samples
 
 
