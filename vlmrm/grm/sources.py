@@ -190,7 +190,13 @@ def load_hpdv3(path: Path, options: SourceOptions) -> SourceLoad:
             problems.append(Problem(file, None, None, f"{where}must be an object", kind="bad_json"))
             continue
         bad = [
-            Problem(file, None, name, f"{where}must be a non-empty string, got {record.get(name)!r:.60}")
+            Problem(
+                file,
+                None,
+                name,
+                f"{where}must be a non-empty string, got {record.get(name)!r:.60}",
+                kind="bad_field",
+            )
             for name in ("prompt", "path1", "path2")
             if not isinstance(record.get(name), str) or not record[name].strip()
         ]
