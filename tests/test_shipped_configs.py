@@ -7,6 +7,8 @@ import yaml
 
 from vlmrm.config import parse_config
 from vlmrm.evaluate import parse_eval_config
+from vlmrm.grm.evaluate import parse_grm_eval_config
+from vlmrm.grm.sft import load_grm_sft_config
 from vlmrm.vtg.data_config import load_vtg_data_config
 from vlmrm.vtg.predict import parse_vtg_eval_config
 from vlmrm.vtg.task_config import load_vtg_task_config
@@ -32,6 +34,8 @@ def repo_references(values: dict) -> list[str]:
 
 def test_there_are_configs():
     assert len(CONFIGS) >= 14
+    tasks = {yaml.safe_load(p.read_text()).get("task") for p in CONFIGS}
+    assert {"grm_sft", "grm"} <= tasks
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -46,6 +50,11 @@ def test_config_parses_and_its_repo_files_exist(path, monkeypatch):
         assert config.training.output_dir and config.data.video.max_frames >= 2
     elif task == "vtg":
         parse_vtg_eval_config(values)
+    elif task == "grm_sft":
+        config = load_grm_sft_config(path, ["--use_cpu", "true"])
+        assert config.training.output_dir and config.sections.data
+    elif task == "grm":
+        parse_grm_eval_config(values)
     elif "model_dirs" in values:
         parse_eval_config(path)
     else:

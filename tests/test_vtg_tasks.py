@@ -15,11 +15,12 @@ from transformers import AutoProcessor
 
 from tests.test_e2e_training import launch
 from vlmrm.config import ConfigError
+from vlmrm.sft import IGNORE_INDEX
 from vlmrm.tasks import run_eval_task, task_of
 from vlmrm.tiny import tiny_checkpoint
 from vlmrm.vtg.grpo import reward_function
 from vlmrm.vtg.model import image_factor, load_trained
-from vlmrm.vtg.sft import IGNORE_INDEX, VTGSFTCollator, run_vtg_sft, vtg_datasets
+from vlmrm.vtg.sft import VTGSFTCollator, run_vtg_sft, vtg_datasets
 from vlmrm.vtg.synthetic import SyntheticVTGConfig, constant_baseline_miou, generate_vtg_dataset
 from vlmrm.vtg.task_config import RewardEntry, load_vtg_task_config
 from vlmrm.vtg.temporal import SecondsEncoding

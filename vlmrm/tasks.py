@@ -36,10 +36,17 @@ def _vtg_grpo(path: str, overrides: list[str]) -> dict:
     return run_vtg_grpo(load_vtg_task_config(path, overrides))
 
 
+def _grm_sft(path: str, overrides: list[str]) -> dict:
+    from vlmrm.grm.sft import load_grm_sft_config, run_grm_sft
+
+    return run_grm_sft(load_grm_sft_config(path, overrides))
+
+
 TRAIN_TASKS: dict[str, Callable[[str, list[str]], dict]] = {
     "reward_model": _reward_model,
     "vtg_sft": _vtg_sft,
     "vtg_grpo": _vtg_grpo,
+    "grm_sft": _grm_sft,
 }
 
 
@@ -71,7 +78,23 @@ def _vtg_eval(path: str, overrides: list[str]) -> list[str]:
     ]
 
 
-EVAL_TASKS = {"reward_model": _reward_model_eval, "vtg": _vtg_eval}
+def _grm_eval(path: str, overrides: list[str]) -> list[str]:
+    """Verdict accuracy and parse rate of a generative reward model, and where they were written."""
+    from vlmrm.grm.evaluate import RESULTS_FILE, parse_grm_eval_config, run_grm_evaluation
+
+    config = parse_grm_eval_config({**read_yaml(path), **flat_overrides(overrides)})
+    stats = run_grm_evaluation(config)
+    shown = ", ".join(
+        f"{key} {'n/a' if stats[key] is None else format(stats[key], '.4f')}"
+        for key in ("accuracy", "parse_rate")
+    )
+    return [
+        f"{config.data_path}: {shown} over {stats['total']} pairs ({stats['ties_skipped']} ties skipped)",
+        f"results: {config.output_dir}/{RESULTS_FILE}",
+    ]
+
+
+EVAL_TASKS = {"reward_model": _reward_model_eval, "vtg": _vtg_eval, "grm": _grm_eval}
 
 
 def flat_overrides(tokens: list[str]) -> dict:

@@ -18,10 +18,11 @@ import logging
 
 from transformers import AutoProcessor
 
+from vlmrm.sft import EpochSetter
 from vlmrm.vtg.metrics import segment_overlap, temporal_iou
 from vlmrm.vtg.model import image_factor, load_base, load_trained, read_run, save_run
 from vlmrm.vtg.prompting import frame_images, grounding_prompt
-from vlmrm.vtg.sft import EpochSetter, vtg_datasets
+from vlmrm.vtg.sft import vtg_datasets
 from vlmrm.vtg.temporal import build_encoding
 
 logger = logging.getLogger(__name__)

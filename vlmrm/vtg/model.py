@@ -27,15 +27,17 @@ def image_factor(processor) -> int:
     return int(processor.image_processor.patch_size * processor.image_processor.merge_size)
 
 
-def load_base(model_section, temporal: TemporalSection, processor):
-    """Base model; temporal tokens added to ``processor`` (rows initialised) when configured."""
+def load_base(model_section, temporal: TemporalSection | None, processor):
+    """Base model; temporal tokens added to ``processor`` (rows initialised) when configured.
+
+    ``temporal`` None (tasks without time tokens, e.g. ``grm_sft``) adds none."""
     path = model_section.name_or_path
     dtype = "auto" if model_section.torch_dtype == "auto" else DTYPES[model_section.torch_dtype]
     model = AutoModelForImageTextToText.from_pretrained(
         path, dtype=dtype, attn_implementation=model_section.attn_implementation
     )
     token_ids = []
-    if temporal.use_temporal_tokens:
+    if temporal is not None and temporal.use_temporal_tokens:
         token_ids = add_temporal_tokens(
             processor, model, temporal.embedding_init_strategy, temporal.num_temporal_tokens
         )

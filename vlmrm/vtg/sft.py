@@ -14,13 +14,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from transformers import AutoProcessor, Trainer, TrainerCallback
+from transformers import AutoProcessor
 
 from vlmrm.config import ConfigError
 from vlmrm.data.problems import DataValidationError, errors
 from vlmrm.data.validate import validate_vtg
 from vlmrm.data.video import resolve_backend
+from vlmrm.sft import END_OF_TURN, EpochSetter, SFTTrainer, masked_row, pad_rows
 from vlmrm.vtg.data import VTGDataset, read_vtg_jsonl
 from vlmrm.vtg.model import image_factor, load_base, save_run, with_lora
 from vlmrm.vtg.prompting import frame_images, grounding_answer, grounding_prompt
@@ -28,10 +28,6 @@ from vlmrm.vtg.sampler import BatchSizeLogCallback, DurationBasedBatchSampler
 from vlmrm.vtg.temporal import build_encoding
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100  # positions the cross-entropy skips (PyTorch's and transformers' convention)
-END_OF_TURN = "<|im_end|>"  # Qwen chat turns end with it; generation stops on it
-TEXT_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids")
 
 
 @dataclass
@@ -55,73 +51,11 @@ class VTGSFTCollator:
                 f"line {item['line']} (qid {item['qid']}): prompt + answer = {length} tokens > max_length "
                 f"{self.max_length}; lower video.max_frames / resolution or raise max_length"
             )
-        return {
-            "input_ids": torch.cat([prompt_ids, answer_ids], dim=1)[0],
-            "attention_mask": torch.ones(length, dtype=torch.long),
-            "labels": torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), answer_ids], dim=1)[0],
-            "mm_token_type_ids": torch.cat(
-                [encoded["mm_token_type_ids"], torch.zeros_like(answer_ids)], dim=1
-            )[0],
-            "pixel_values": encoded["pixel_values"],
-            "image_grid_thw": encoded["image_grid_thw"],
-        }
+        row = masked_row([(prompt_ids, False), (answer_ids, True)], encoded["mm_token_type_ids"])
+        return {**row, "pixel_values": encoded["pixel_values"], "image_grid_thw": encoded["image_grid_thw"]}
 
     def __call__(self, items: list[dict]) -> dict:
-        rows = [self.encode(item) for item in items]
-        width = max(len(row["input_ids"]) for row in rows)
-        pad_id = self.processor.tokenizer.pad_token_id
-        fill = {"input_ids": pad_id, "attention_mask": 0, "labels": IGNORE_INDEX, "mm_token_type_ids": 0}
-        batch = {
-            key: torch.stack(
-                [
-                    torch.nn.functional.pad(row[key], (0, width - len(row[key])), value=fill[key])
-                    for row in rows
-                ]
-            )
-            for key in TEXT_KEYS
-        }
-        batch["pixel_values"] = torch.cat([row["pixel_values"] for row in rows])
-        batch["image_grid_thw"] = torch.cat([row["image_grid_thw"] for row in rows])
-        return batch
-
-
-class EpochSetter(TrainerCallback):
-    """New random frames (``sampling_strategy: random``) and a new batch order each epoch."""
-
-    def __init__(self, *targets):
-        self.targets = targets
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        for target in self.targets:
-            target.set_epoch(int(state.epoch or 0))
-
-
-class VTGTrainer(Trainer):
-    """HF Trainer with the duration-based batch sampler when ``duration_batching.enabled``: the
-    sampler already gives each rank its own batches, so the loader is not sharded again."""
-
-    def __init__(self, *args, batch_sampler=None, batch_log: BatchSizeLogCallback | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.batch_sampler, self.batch_log = batch_sampler, batch_log
-
-    def get_train_dataloader(self):
-        if self.batch_sampler is None:
-            return super().get_train_dataloader()
-        args = self.args
-        return torch.utils.data.DataLoader(
-            self.train_dataset,
-            batch_sampler=self.batch_sampler,
-            collate_fn=self.data_collator,
-            num_workers=args.dataloader_num_workers,
-            pin_memory=args.dataloader_pin_memory,
-            prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers else None,
-            persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
-        )
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        if self.batch_log is not None:
-            self.batch_log.record(int(inputs["input_ids"].shape[0]))
-        return super().training_step(model, inputs, num_items_in_batch)
+        return pad_rows([self.encode(item) for item in items], self.processor.tokenizer.pad_token_id)
 
 
 def checked_samples(path: str, video_dir: str | None, backend) -> list:
@@ -175,7 +109,7 @@ def run_vtg_sft(config) -> dict:
         )
         batch_log = BatchSizeLogCallback()
         callbacks += [EpochSetter(sampler), batch_log]
-    trainer = VTGTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         data_collator=VTGSFTCollator(processor, encoding, sections.max_length),

@@ -8,7 +8,8 @@
     rl: {algorithm, num_generations, temperature, kl_coef, clip_range, max_completion_length, sft_checkpoint}
     rewards: [{name: temporal_iou, weight: 1.0}, {name: segment_overlap, weight: 0.5, mode: recall}]
 
-Every section is checked key by key (unknown keys name their dotted path), ``training`` by
+Every section is checked key by key (unknown keys name their dotted path; ``model``, ``lora``, the
+overrides and ``training_arguments`` are shared with ``grm_sft`` in :mod:`vlmrm.task_config`), ``training`` by
 ``HfArgumentParser`` (unknown keys are an error there too). Command-line overrides: ``--key value``
 goes to ``training`` (the launcher's ``--use_cpu true --ddp_backend gloo`` land there), a dotted
 ``--model.name_or_path X`` to that section.
@@ -24,32 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from vlmrm.config import ConfigError, _opt, read_yaml
+from vlmrm.task_config import LoraSection, ModelSection, apply_dotted, split_overrides, training_arguments
 from vlmrm.vtg.data_config import VTGDataConfig, build_section, load_vtg_data_config
 
 VTG_TASKS = ("vtg_sft", "vtg_grpo")
 RewardName = Literal["temporal_iou", "segment_overlap"]
-
-
-@dataclass
-class ModelSection:
-    name_or_path: str | None = _opt(None, "Base Qwen-VL checkpoint (hub id or local folder).")
-    torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = _opt("bfloat16", "Weights dtype.")
-    attn_implementation: str = _opt("sdpa", "flash_attention_2 | sdpa | eager.")
-
-
-@dataclass
-class LoraSection:
-    enabled: bool = _opt(True, "Train LoRA adapters (false: every LLM weight).")
-    r: int = _opt(64, "LoRA rank.")
-    lora_alpha: int = _opt(128, "LoRA alpha (scale alpha / r).")
-    lora_dropout: float = _opt(0.05, "Dropout on the LoRA input.")
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        metadata={"help": "Module names (suffixes) that get adapters."},
-    )
 
 
 @dataclass
@@ -110,73 +91,23 @@ class VTGTaskConfig:
     source: str
 
 
-def _split_overrides(overrides: list[str]) -> tuple[dict, list[str]]:
-    """Dotted ``--section.key value`` pairs (parsed as YAML scalars) and the rest (for ``training``)."""
-    dotted, rest = {}, []
-    tokens = list(overrides)
-    while tokens:
-        token = tokens.pop(0)
-        key = token[2:] if token.startswith("--") else None
-        if key and "." in key.split("=")[0]:
-            name, _, value = key.partition("=")
-            if not value:
-                if not tokens:
-                    raise ConfigError(f"{token}: needs a value")
-                value = tokens.pop(0)
-            dotted[name] = yaml.safe_load(value)
-        else:
-            rest.append(token)
-    return dotted, rest
-
-
-def _apply_dotted(values: dict, dotted: dict) -> None:
-    for name, value in dotted.items():
-        section, _, key = name.partition(".")
-        target = values.setdefault(section, {})
-        if not isinstance(target, dict):
-            raise ConfigError(f"--{name}: {section} is not a section")
-        target[key] = value
-
-
-def training_arguments(task: str, values: dict, overrides: list[str], output_hint: str) -> Any:
-    """``training`` + flat overrides -> ``TrainingArguments`` (SFT) or ``GRPOConfig`` (GRPO)."""
-    from transformers import HfArgumentParser, TrainingArguments
-
+def training_class(task: str) -> type:
+    """TRL's ``GRPOConfig`` for GRPO, plain ``TrainingArguments`` for SFT."""
     if task == "vtg_grpo":
-        from trl import GRPOConfig as cls
-    else:
-        cls = TrainingArguments
-    parser = HfArgumentParser(cls)
-    merged = {"output_dir": output_hint, **values}
-    if "warmup_ratio" in merged:  # the reference's key; transformers 5 takes a fraction in warmup_steps
-        ratio = float(merged.pop("warmup_ratio"))
-        if not 0 <= ratio < 1:
-            raise ConfigError(f"training.warmup_ratio: must be in [0, 1), got {ratio}")
-        merged["warmup_steps"] = ratio
-    known = {f for f in cls.__dataclass_fields__}
-    unknown = sorted(set(merged) - known)
-    if unknown:
-        raise ConfigError(f"training: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
-    args = []
-    for key, value in merged.items():
-        if isinstance(value, dict):
-            raise ConfigError(f"training.{key}: mappings are not supported here")
-        args += [f"--{key}", *(map(str, value) if isinstance(value, list) else [str(value)])]
-    try:
-        (parsed,) = parser.parse_args_into_dataclasses(args=args + overrides)
-    except SystemExit as err:
-        raise ConfigError(f"training: cannot parse {overrides or merged}: see the message above") from err
-    except ValueError as err:  # the arguments' own checks (e.g. GRPO's batch vs num_generations)
-        raise ConfigError(f"training: {err}") from err
-    return parsed
+        from trl import GRPOConfig
+
+        return GRPOConfig
+    from transformers import TrainingArguments
+
+    return TrainingArguments
 
 
 def load_vtg_task_config(path: str | Path | None = None, overrides: list[str] | None = None, values=None):
     """The whole VTG job: sections, the data config (file or inline) and the training arguments."""
     raw = dict(values) if values is not None else read_yaml(path)
     source = str(path) if path is not None else "values"
-    dotted, flat = _split_overrides(overrides or [])
-    _apply_dotted(raw, dotted)
+    dotted, flat = split_overrides(overrides or [])
+    apply_dotted(raw, dotted)
     try:
         sections = build_section(VTGTaskSections, raw)
     except ConfigError as err:
@@ -209,7 +140,9 @@ def load_vtg_task_config(path: str | Path | None = None, overrides: list[str] | 
             max_completion_length=rl.max_completion_length,
             reward_weights=[entry.weight for entry in sections.rewards],
         )
-    args = training_arguments(sections.task, {**defaults, **training}, flat, f"outputs/{sections.task}")
+    args = training_arguments(
+        training_class(sections.task), {**defaults, **training}, flat, f"outputs/{sections.task}"
+    )
     if not sections.model.name_or_path:
         raise ConfigError(f"{source}: model.name_or_path: required")
     return VTGTaskConfig(sections, data, args, source)

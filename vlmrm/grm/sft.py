@@ -1,0 +1,181 @@
+"""``task: grm_sft`` — supervised fine-tuning of a Qwen-VL generative reward model on the
+conversations of :mod:`vlmrm.grm.convert` (loss on the gpt turns only; HF ``Trainer``).
+
+    task: grm_sft
+    model: {name_or_path, torch_dtype, attn_implementation}
+    lora: {enabled, r, lora_alpha, lora_dropout, target_modules}   # enabled: false = full fine-tune
+    training: {...}                        # HF TrainingArguments keys
+    data:                                  # one or more converted files, mixed by weight
+      - {path: t2i/sft.json, weight: 1.0}
+      - {path: t2v/sft.json, weight: 0.5}
+    max_length: 8192                       # longer samples are an error, never truncated
+    video_fps: 2.0                         # videos without their own video_fps
+    image_min_pixels / image_max_pixels / video_min_pixels / video_max_pixels / video_max_frames
+
+The mix rule (``round(weight * n)`` examples per source per epoch) is in :mod:`vlmrm.grm.sft_data`.
+Command-line overrides as in :mod:`vlmrm.task_config`: ``--model.name_or_path X``, and any flat
+``--key value`` for ``training``.
+
+The output folder is what :class:`vlmrm.grm.engines.HFEngine` loads (rejection sampling,
+``eval_rm.py`` with ``task: grm``): full weights or a PEFT adapter (transformers loads the base
+named in ``adapter_config.json`` under it), the processor, and ``grm_run.json`` recording the mix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from transformers import AutoProcessor, TrainingArguments
+
+from vlmrm.config import ConfigError, _opt, read_yaml
+from vlmrm.constants import DEFAULT_VIDEO_FPS
+from vlmrm.data.collator import frame_factor
+from vlmrm.grm.sft_data import GRMSFTCollator, GRMSFTDataset, MediaLimits, load_sources, mix_counts
+from vlmrm.sft import EpochSetter, SFTTrainer
+from vlmrm.task_config import LoraSection, ModelSection, apply_dotted, split_overrides, training_arguments
+from vlmrm.vtg.data_config import build_section
+from vlmrm.vtg.model import load_base, with_lora
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 8192
+"""Two 1024-token images or two short videos plus a CoT answer fit; raise it for long videos."""
+RUN_FILE = "grm_run.json"
+OUTPUT_HINT = "outputs/grm_sft"
+
+
+@dataclass
+class DataSource:
+    path: str | None = _opt(None, "Converted SFT JSON (python -m vlmrm.grm.convert).")
+    weight: float = _opt(1.0, "Examples per epoch = round(weight x examples in the file).")
+
+    def __post_init__(self) -> None:
+        if self.weight <= 0:
+            raise ConfigError(f"weight: must be > 0, got {self.weight}")
+
+
+@dataclass
+class GRMSFTSections:
+    task: Literal["grm_sft"] = _opt("grm_sft", "This job.")
+    model: ModelSection = field(default_factory=ModelSection, metadata={"help": "Base model."})
+    lora: LoraSection = field(default_factory=LoraSection, metadata={"help": "LoRA adapters."})
+    training: dict = field(default_factory=dict, metadata={"help": "TrainingArguments keys."})
+    data: list[DataSource] = field(default_factory=list, metadata={"help": "SFT files and their weights."})
+    max_length: int = _opt(DEFAULT_MAX_LENGTH, "Longest conversation in tokens; longer ones are an error.")
+    video_fps: float = _opt(DEFAULT_VIDEO_FPS, "Frames per second for videos without their own video_fps.")
+    image_min_pixels: int | None = _opt(None, "Image pixel lower bound (None: the processor's).")
+    image_max_pixels: int | None = _opt(None, "Image pixel upper bound (None: the processor's).")
+    video_min_pixels: int | None = _opt(None, "Frame pixel lower bound (None: vlmrm.data.video's).")
+    video_max_pixels: int | None = _opt(None, "Frame pixel upper bound (None: vlmrm.data.video's).")
+    video_max_frames: int | None = _opt(None, "Most frames per video (None: vlmrm.data.video's).")
+    video_backend: str = _opt("auto", "torchcodec | decord | pyav | auto.")
+
+    def __post_init__(self) -> None:
+        if self.max_length < 1:
+            raise ConfigError(f"max_length: must be >= 1, got {self.max_length}")
+        if self.video_fps <= 0:
+            raise ConfigError(f"video_fps: must be > 0, got {self.video_fps}")
+
+    @property
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits(
+            self.video_fps,
+            self.image_min_pixels,
+            self.image_max_pixels,
+            self.video_min_pixels,
+            self.video_max_pixels,
+            self.video_max_frames,
+            self.video_backend,
+        )
+
+
+@dataclass
+class GRMSFTConfig:
+    sections: GRMSFTSections
+    training: Any  # transformers.TrainingArguments
+    source: str
+
+
+def _resolve(path: str, config_path: str | Path | None) -> str:
+    """A relative path as given when it exists from here, else next to the config file."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists() or config_path is None:
+        return path
+    return str(Path(config_path).parent / candidate)
+
+
+def load_grm_sft_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
+) -> GRMSFTConfig:
+    """Sections (unknown keys are errors naming the dotted key) and the training arguments."""
+    raw = dict(values) if values is not None else read_yaml(path)
+    source = str(path) if path is not None else "values"
+    dotted, flat = split_overrides(overrides or [])
+    apply_dotted(raw, dotted)
+    try:
+        sections = build_section(GRMSFTSections, raw)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    if not sections.model.name_or_path:
+        raise ConfigError(f"{source}: model.name_or_path: required")
+    if not sections.data or any(entry.path is None for entry in sections.data):
+        raise ConfigError(f"{source}: data: a list of {{path: sft.json, weight: 1.0}}, each with a path")
+    for entry in sections.data:
+        entry.path = _resolve(entry.path, path)
+    defaults = {"remove_unused_columns": False}  # the collator needs the raw examples
+    args = training_arguments(TrainingArguments, {**defaults, **sections.training}, flat, OUTPUT_HINT)
+    return GRMSFTConfig(sections, args, source)
+
+
+def save_run(folder: str | Path, sections: GRMSFTSections, counts: list[int]) -> None:
+    """``grm_run.json``: base model, the data mix (files, weights, examples per epoch) and media limits."""
+    record = {
+        "base_model": sections.model.name_or_path,
+        "lora": sections.lora.enabled,
+        "data": [{**asdict(entry), "examples_per_epoch": n} for entry, n in zip(sections.data, counts)],
+        "max_length": sections.max_length,
+        "media": asdict(sections.media_limits),
+    }
+    (Path(folder) / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def run_grm_sft(config: GRMSFTConfig) -> dict:
+    """Train, save the model and processor (+ ``grm_run.json``); returns the training metrics."""
+    sections, args = config.sections, config.training
+    sources = load_sources([entry.path for entry in sections.data])  # data errors before a model loads
+    weights = [entry.weight for entry in sections.data]
+    counts = mix_counts([len(s) for s in sources], weights)
+    for entry, examples, count in zip(sections.data, sources, counts):
+        logger.info(
+            "grm_sft: %s: %d examples, weight %g -> %d per epoch",
+            entry.path,
+            len(examples),
+            entry.weight,
+            count,
+        )
+    processor = AutoProcessor.from_pretrained(sections.model.name_or_path)
+    limits = sections.media_limits
+    train = GRMSFTDataset(sources, weights, limits, frame_factor(processor), args.seed)
+    model, _ = load_base(sections.model, None, processor)
+    if sections.lora.enabled:
+        model = with_lora(model, sections.lora, [])
+        model.print_trainable_parameters()
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        data_collator=GRMSFTCollator(processor, sections.max_length, limits.image_size),
+        train_dataset=train,
+        processing_class=processor,
+        callbacks=[EpochSetter(train)],
+    )
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model(args.output_dir)
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(args.output_dir)
+        save_run(args.output_dir, sections, counts)
+    logger.info("grm_sft: saved to %s", args.output_dir)
+    return dict(result.metrics)
