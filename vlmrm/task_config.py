@@ -13,11 +13,13 @@ which is where the launcher's ``--use_cpu true --ddp_backend gloo`` land.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from vlmrm.config import ConfigError, _opt
+from vlmrm.config import ConfigError, _opt, read_yaml
+from vlmrm.vtg.data_config import build_section
 
 
 @dataclass
@@ -96,3 +98,19 @@ def training_arguments(cls: type, values: dict, overrides: list[str], output_hin
     except ValueError as err:  # the arguments' own checks (e.g. GRPO's batch vs num_generations)
         raise ConfigError(f"training: {err}") from err
     return parsed
+
+
+def read_sections(cls: type, path: str | Path | None, overrides: list[str] | None, values: dict | None):
+    """(sections, flat overrides for ``training``, source name): the YAML (or ``values``) with the
+    dotted ``--section.key value`` overrides applied, checked key by key into ``cls``."""
+    raw = dict(values) if values is not None else read_yaml(path)
+    source = str(path) if path is not None else "values"
+    dotted, flat = split_overrides(overrides or [])
+    apply_dotted(raw, dotted)
+    try:
+        sections = build_section(cls, raw)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    if not sections.model.name_or_path:
+        raise ConfigError(f"{source}: model.name_or_path: required")
+    return sections, flat, source

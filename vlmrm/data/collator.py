@@ -38,6 +38,24 @@ def frame_factor(processor: ProcessorMixin) -> int:
     return int(video_processor.patch_size * video_processor.merge_size)
 
 
+def video_kwargs(videos: list) -> dict:
+    """Processor arguments for already sampled, resized ``DecodedVideo`` s: no second sampling or
+    resize by the processor, and each video's metadata (Qwen3-VL writes frame times from it)."""
+    return {
+        "videos": [v.frames for v in videos],
+        "videos_kwargs": {
+            "do_sample_frames": False,
+            "do_resize": False,
+            "video_metadata": [v.metadata() for v in videos],
+        },
+    }
+
+
+def processor_video_inputs(processor: ProcessorMixin, texts: list[str], videos: list):
+    """Processor batch of texts with their videos (:func:`video_kwargs`), padded."""
+    return processor(text=texts, padding=True, return_tensors="pt", **video_kwargs(videos))
+
+
 CHAT_TEXT_CACHE_SIZE = 100_000
 """Rendered chat texts kept per collator (a few MB of strings); emptied when full."""
 
@@ -111,19 +129,7 @@ class PairCollator:
         responses = responses if responses is not None else [None] * len(prompts)
         if videos is not None:
             texts = [self.chat_text(p, "video", r) for p, r in zip(prompts, responses)]
-            return dict(
-                self.processor(
-                    text=texts,
-                    videos=[v.frames for v in videos],
-                    videos_kwargs={
-                        "do_sample_frames": False,
-                        "do_resize": False,
-                        "video_metadata": [v.metadata() for v in videos],
-                    },
-                    padding=True,
-                    return_tensors="pt",
-                )
-            )
+            return dict(processor_video_inputs(self.processor, texts, videos))
         per_item = [list(i) if isinstance(i, (list, tuple)) else [i] for i in images]
         texts = [self.chat_text(p, "image", r, len(i)) for p, r, i in zip(prompts, responses, per_item)]
         kwargs = {"images_kwargs": {"size": self.image_size}} if self.image_size else {}

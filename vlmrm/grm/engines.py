@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, ProcessorMixin
 
-from vlmrm.data.collator import frame_factor
+from vlmrm.data.collator import frame_factor, processor_video_inputs
 
 EngineName = Literal["hf", "vllm"]
 ENGINES: tuple[EngineName, ...] = ("hf", "vllm")
@@ -89,17 +89,7 @@ class HFEngine:
         visuals = [v for r in requests for v in r.visuals]
         if requests[0].media == "image":
             return self.processor(text=texts, images=visuals, padding=True, return_tensors="pt")
-        return self.processor(
-            text=texts,
-            videos=[v.frames for v in visuals],
-            videos_kwargs={
-                "do_sample_frames": False,
-                "do_resize": False,
-                "video_metadata": [v.metadata() for v in visuals],
-            },
-            padding=True,
-            return_tensors="pt",
-        )
+        return processor_video_inputs(self.processor, texts, visuals)
 
     @torch.no_grad()
     def generate(self, requests: list[Request]) -> list[str]:

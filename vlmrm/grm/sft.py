@@ -31,13 +31,12 @@ from typing import Any, Literal
 
 from transformers import AutoProcessor, TrainingArguments
 
-from vlmrm.config import ConfigError, _opt, read_yaml
+from vlmrm.config import ConfigError, _opt
 from vlmrm.constants import DEFAULT_VIDEO_FPS
 from vlmrm.data.collator import frame_factor
 from vlmrm.grm.sft_data import GRMSFTCollator, GRMSFTDataset, MediaLimits, load_sources, mix_counts
 from vlmrm.sft import EpochSetter, SFTTrainer
-from vlmrm.task_config import LoraSection, ModelSection, apply_dotted, split_overrides, training_arguments
-from vlmrm.vtg.data_config import build_section
+from vlmrm.task_config import LoraSection, ModelSection, read_sections, training_arguments
 from vlmrm.vtg.model import load_base, with_lora
 
 logger = logging.getLogger(__name__)
@@ -112,16 +111,7 @@ def load_grm_sft_config(
     path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
 ) -> GRMSFTConfig:
     """Sections (unknown keys are errors naming the dotted key) and the training arguments."""
-    raw = dict(values) if values is not None else read_yaml(path)
-    source = str(path) if path is not None else "values"
-    dotted, flat = split_overrides(overrides or [])
-    apply_dotted(raw, dotted)
-    try:
-        sections = build_section(GRMSFTSections, raw)
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
-    if not sections.model.name_or_path:
-        raise ConfigError(f"{source}: model.name_or_path: required")
+    sections, flat, source = read_sections(GRMSFTSections, path, overrides, values)
     if not sections.data or any(entry.path is None for entry in sections.data):
         raise ConfigError(f"{source}: data: a list of {{path: sft.json, weight: 1.0}}, each with a path")
     for entry in sections.data:

@@ -37,8 +37,9 @@ import torch
 from PIL import Image
 from transformers import ProcessorMixin
 
+from vlmrm.data.collator import video_kwargs
 from vlmrm.data.problems import DataValidationError, Problem
-from vlmrm.data.video import DecodedVideo, FrameSampling, load_video, resolve_backend
+from vlmrm.data.video import FrameSampling, load_video, resolve_backend
 from vlmrm.sft import END_OF_TURN, masked_row, pad_rows
 
 Media = Literal["image", "video"]
@@ -312,15 +313,7 @@ class GRMSFTCollator:
             default = self.processor.image_processor.size  # the bound not configured stays the processor's
             size = {key: default[key] for key in ("shortest_edge", "longest_edge")} | self.image_size
             return {"images": visuals, "images_kwargs": {"size": size}}
-        videos: list[DecodedVideo] = visuals
-        return {
-            "videos": [v.frames for v in videos],
-            "videos_kwargs": {
-                "do_sample_frames": False,
-                "do_resize": False,
-                "video_metadata": [v.metadata() for v in videos],
-            },
-        }
+        return video_kwargs(visuals)
 
     def __call__(self, items: list[dict]) -> dict:
         rows = [self.encode(item["example"], item["visuals"]) for item in items]

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vlmrm.config import ConfigError, _opt, read_yaml
-from vlmrm.task_config import LoraSection, ModelSection, apply_dotted, split_overrides, training_arguments
-from vlmrm.vtg.data_config import VTGDataConfig, build_section, load_vtg_data_config
+from vlmrm.config import ConfigError, _opt
+from vlmrm.task_config import LoraSection, ModelSection, read_sections, training_arguments
+from vlmrm.vtg.data_config import VTGDataConfig, load_vtg_data_config
 
 VTG_TASKS = ("vtg_sft", "vtg_grpo")
 RewardName = Literal["temporal_iou", "segment_overlap"]
@@ -104,14 +104,7 @@ def training_class(task: str) -> type:
 
 def load_vtg_task_config(path: str | Path | None = None, overrides: list[str] | None = None, values=None):
     """The whole VTG job: sections, the data config (file or inline) and the training arguments."""
-    raw = dict(values) if values is not None else read_yaml(path)
-    source = str(path) if path is not None else "values"
-    dotted, flat = split_overrides(overrides or [])
-    apply_dotted(raw, dotted)
-    try:
-        sections = build_section(VTGTaskSections, raw)
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+    sections, flat, source = read_sections(VTGTaskSections, path, overrides, values)
     if sections.data_config is None:
         raise ConfigError(f"{source}: data_config: required (path of the data YAML or its mapping)")
     data_source = sections.data_config
@@ -143,6 +136,4 @@ def load_vtg_task_config(path: str | Path | None = None, overrides: list[str] | 
     args = training_arguments(
         training_class(sections.task), {**defaults, **training}, flat, f"outputs/{sections.task}"
     )
-    if not sections.model.name_or_path:
-        raise ConfigError(f"{source}: model.name_or_path: required")
     return VTGTaskConfig(sections, data, args, source)
