@@ -8,9 +8,9 @@ Or ``./run_eval.sh [EVAL_CONFIG.yaml] [GPU]``. The config's ``task:`` picks the 
 import logging
 import sys
 
-from vlmrm.config import ConfigError
-from vlmrm.data.problems import DataValidationError
-from vlmrm.tasks import run_eval_task
+from vlmrm.cli.tasks import run_eval_task
+from vlmrm.core.config import ConfigError
+from vlmrm.core.problems import DataValidationError
 
 
 def main(argv: list[str]) -> int:

@@ -7,10 +7,10 @@ Launch on several GPUs (or CPU processes) with ``./run_distributed.sh --gpus N -
 import logging
 import sys
 
-from vlmrm.config import ConfigError
-from vlmrm.data.problems import DataValidationError
-from vlmrm.tasks import run_train_task
-from vlmrm.train import finish_distributed
+from vlmrm.cli.tasks import run_train_task
+from vlmrm.core.config import ConfigError
+from vlmrm.core.problems import DataValidationError
+from vlmrm.training.distributed import finish_distributed
 
 
 def main(argv: list[str]) -> int:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from vlmrm.config import RunConfig, parse_config
-from vlmrm.data.collator import frame_factor
-from vlmrm.models.builder import build_reward_model
-from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import build_datasets, build_trainer
+from vlmrm.media.processor import image_factor
+from vlmrm.modeling.loading import build_reward_model
+from vlmrm.reward.config import RunConfig, parse_config
+from vlmrm.reward.train import build_datasets, build_trainer
+from vlmrm.testing.synthetic import SyntheticVideoConfig, generate_video_pairs
+from vlmrm.testing.tiny import tiny_checkpoint
 
 WARMUP = 3
 """Untimed repetitions first: allocator, thread pools and file caches settle."""
@@ -40,7 +40,7 @@ class TinyBench:
 
     @property
     def factor(self) -> int:
-        return frame_factor(self.processor)
+        return image_factor(self.processor)
 
 
 def tiny_bench(

@@ -20,8 +20,9 @@ import psutil
 import torch
 from _setup import BENCH_FRAMES, BENCH_PIXELS, interleaved_medians, machine
 
-from vlmrm.data.video import BACKENDS, FrameSampling, backend_usable, load_video
-from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
+from vlmrm.media.sampling import FrameSampling
+from vlmrm.media.video import BACKENDS, backend_usable, load_video
+from vlmrm.testing.synthetic import SyntheticVideoConfig, generate_video_pairs
 
 RSS_WARMUP = 50
 MIB = 1024**2

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from _setup import BENCH_FRAMES, BENCH_PIXELS, interleaved_medians, machine
 
-from vlmrm.constants import QWEN2_IMAGE_FACTOR
-from vlmrm.data.frame_cache import FrameCache
-from vlmrm.data.video import FrameSampling, load_video, resolve_backend
-from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
+from vlmrm.media.frame_cache import FrameCache
+from vlmrm.media.sampling import QWEN2_IMAGE_FACTOR, FrameSampling
+from vlmrm.media.video import load_video, resolve_backend
+from vlmrm.testing.synthetic import SyntheticVideoConfig, generate_video_pairs
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ import transformers
 from torch import nn
 from transformers import AutoModelForImageTextToText, Qwen2VLConfig
 
-from vlmrm.losses import bt_loss
+from vlmrm.reward.losses import bt_loss
 
 CONFIG_PATH = Path(__file__).parent / "configs" / "qwen2_vl_2b.json"
 

@@ -5,7 +5,7 @@ Same as `python -m vlmrm.synthetic`; kept here so the examples folder shows ever
     python examples/make_synthetic_video_pairs.py --out data/synthetic --num_train 200 --num_test 100
 """
 
-from vlmrm.synthetic import main
+from vlmrm.testing.synthetic import main
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlmrm.synthetic import write_mp4
+from vlmrm.testing.synthetic import write_mp4
 
 FRAME_SIZE = 64
 
@@ -73,7 +73,7 @@ def tiny_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_pairs(tmp_path_factory):
     """A small synthetic video-pair set (real mp4s), shared by the training tests."""
-    from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
+    from vlmrm.testing.synthetic import SyntheticVideoConfig, generate_video_pairs
 
     out = tmp_path_factory.mktemp("synthetic")
     return generate_video_pairs(SyntheticVideoConfig(out_dir=out, num_train=16, num_test=8, seed=0)).out_dir
@@ -126,9 +126,9 @@ def trained_runs(tiny_cache, synthetic_pairs, tmp_path_factory):
     """A full-model run and a LoRA + special-token run, each with checkpoints at steps 2 and 4.
 
     Returns (root, final in-training eval metrics per run, config values per run)."""
-    from vlmrm.config import parse_config
-    from vlmrm.tiny import tiny_checkpoint
-    from vlmrm.train import run_training
+    from vlmrm.reward.config import parse_config
+    from vlmrm.reward.train import run_training
+    from vlmrm.testing.tiny import tiny_checkpoint
 
     root = tmp_path_factory.mktemp("runs")
     common = {

@@ -10,21 +10,16 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ramp_frames, tiny_run_values
-from vlmrm.config import parse_config
-from vlmrm.data.image_pairs import parse_image_pair_jsonl
-from vlmrm.data.problems import DataValidationError
-from vlmrm.data.validate import validate_run_data, validate_video_pairs
-from vlmrm.data.video import (
-    MAX_VIDEO_PIXELS,
-    FrameSampling,
-    VideoBackend,
-    VideoDecodeError,
-    probe_video,
-    resolve_backend,
-)
-from vlmrm.data.video_pairs import load_video_pairs
-from vlmrm.synthetic import write_mp4
-from vlmrm.train import skipped_counts
+from vlmrm.core.problems import DataValidationError
+from vlmrm.media.sampling import FrameSampling
+from vlmrm.media.video import MAX_VIDEO_PIXELS, VideoBackend, VideoDecodeError, probe_video, resolve_backend
+from vlmrm.pairs.image_pairs import parse_image_pair_jsonl
+from vlmrm.pairs.validate import validate_video_pairs
+from vlmrm.pairs.video_pairs import load_video_pairs
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.train import skipped_counts
+from vlmrm.reward.validate import validate_run_data
+from vlmrm.testing.synthetic import write_mp4
 
 DIMS = ["VQ", "MQ", "TA"]
 AUDIO_RATE = 16000
@@ -136,7 +131,7 @@ def test_cut_faststart_file_passes_a_probe_but_not_validation(tmp_path):
     (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) * 9 // 10])
     pyav = resolve_backend("pyav")
     assert probe_video(tmp_path / "cut.mp4", pyav).total_frames == 16
-    from vlmrm.data.video import load_video, video_truncation
+    from vlmrm.media.video import load_video, video_truncation
 
     with pytest.raises(VideoDecodeError, match="not reached"):
         load_video(tmp_path / "cut.mp4", FrameSampling(), pyav)
@@ -276,9 +271,9 @@ def test_jsonl_lines_not_utf8_or_nested_too_deep_are_named(tmp_path):
 def test_training_with_a_cut_video_stops_or_skips_and_counts(tiny_cache, tmp_path):
     """A real run on the tiny model: one training video cut in half is named before the model loads
     (error) or its rows are skipped, the run finishes and eval_results counts them (skip)."""
-    from vlmrm.synthetic import SyntheticVideoConfig, generate_video_pairs
-    from vlmrm.tiny import tiny_checkpoint
-    from vlmrm.train import run_training
+    from vlmrm.reward.train import run_training
+    from vlmrm.testing.synthetic import SyntheticVideoConfig, generate_video_pairs
+    from vlmrm.testing.tiny import tiny_checkpoint
 
     data = generate_video_pairs(
         SyntheticVideoConfig(out_dir=tmp_path / "data", num_train=8, num_test=4)

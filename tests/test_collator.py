@@ -4,10 +4,12 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from vlmrm.data.collator import PairCollator, frame_factor
-from vlmrm.data.video import FrameSampling, resolve_backend
-from vlmrm.data.video_pairs import VideoPairDataset, read_video_pair_csv
-from vlmrm.tiny import tiny_checkpoint
+from vlmrm.media.processor import image_factor
+from vlmrm.media.sampling import FrameSampling
+from vlmrm.media.video import resolve_backend
+from vlmrm.pairs.video_pairs import VideoPairDataset, read_video_pair_csv
+from vlmrm.reward.collator import PairCollator
+from vlmrm.testing.tiny import tiny_checkpoint
 
 DIMS = ["VQ", "MQ", "TA"]
 
@@ -36,7 +38,7 @@ def pair_dataset(make_csv, make_video):
             },
         ]
         table = read_video_pair_csv(make_csv(rows), DIMS)
-        factor = frame_factor(processor)
+        factor = image_factor(processor)
         sampling = FrameSampling(min_pixels=(2 * factor) ** 2, max_pixels=(2 * factor) ** 2)
         return VideoPairDataset(table, sampling, resolve_backend("pyav"), image_factor=factor)
 

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlmrm.config import ConfigError, parse_config
+from vlmrm.core.config import ConfigError
+from vlmrm.reward.config import parse_config
 
 
 def write_yaml(tmp_path: Path, values: dict) -> Path:

@@ -15,11 +15,11 @@ import torch
 import yaml
 
 from tests.conftest import tiny_run_values
-from vlmrm.config import parse_config
-from vlmrm.data.collator import PairCollator
-from vlmrm.models.builder import load_reward_model
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import build_datasets, build_trainer, run_training
+from vlmrm.modeling.loading import load_reward_model
+from vlmrm.reward.collator import PairCollator
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.train import build_datasets, build_trainer, run_training
+from vlmrm.testing.tiny import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
-from vlmrm.config import ConfigError, parse_config
-from vlmrm.evaluate import find_checkpoints, parse_eval_config, run_evaluation
-from vlmrm.metrics import kendall_tau_b, spearman_rho
-from vlmrm.models.builder import load_reward_model
-from vlmrm.train import build_datasets, build_trainer
+from vlmrm.core.config import ConfigError
+from vlmrm.modeling.loading import load_reward_model
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.evaluate import find_checkpoints, parse_eval_config, run_evaluation
+from vlmrm.reward.metrics import kendall_tau_b, spearman_rho
+from vlmrm.reward.train import build_datasets, build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

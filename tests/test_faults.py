@@ -15,11 +15,11 @@ from transformers import TrainerCallback
 
 from tests.conftest import tiny_run_values
 from tests.test_e2e_training import ROOT, launch, write_config
-from vlmrm.config import parse_config
-from vlmrm.models.builder import load_reward_model
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import resolve_resume, run_training
-from vlmrm.trainer import CHECKPOINT_COMPLETE, NonFiniteLossError
+from vlmrm.modeling.loading import load_reward_model
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.train import run_training
+from vlmrm.testing.tiny import tiny_checkpoint
+from vlmrm.training.run import CHECKPOINT_COMPLETE, NonFiniteLossError, resolve_resume
 
 pytestmark = pytest.mark.slow
 KILL_POLL_S = 0.01
@@ -99,9 +99,9 @@ def test_sigkilled_two_process_run_resumes_to_the_uninterrupted_losses(tiny_cach
 KILL_DURING_SAVE = textwrap.dedent(
     """
     import os, signal, sys
-    from vlmrm.config import parse_config
-    from vlmrm.train import run_training
-    from vlmrm.trainer import RewardTrainer
+    from vlmrm.reward.config import parse_config
+    from vlmrm.reward.train import run_training
+    from vlmrm.reward.trainer import RewardTrainer
 
     def die_mid_save(self, output_dir):  # model and optimizer are written, the RNG state is next
         if self.state.global_step == 6:

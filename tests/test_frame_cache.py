@@ -15,12 +15,13 @@ import torch
 import yaml
 from transformers import AutoProcessor
 
-from vlmrm.config import parse_config
-from vlmrm.data.frame_cache import FrameCache
-from vlmrm.data.video import FrameSampling, load_video, resolve_backend
-from vlmrm.data.video_pairs import VideoPairDataset, read_video_pair_csv
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import build_datasets
+from vlmrm.media.frame_cache import FrameCache
+from vlmrm.media.sampling import FrameSampling
+from vlmrm.media.video import load_video, resolve_backend
+from vlmrm.pairs.video_pairs import VideoPairDataset, read_video_pair_csv
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.train import build_datasets
+from vlmrm.testing.tiny import tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = FrameSampling(num_frames=4, min_pixels=56 * 56, max_pixels=56 * 56)

@@ -10,9 +10,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vlmrm.data.image_pairs import SCHEMAS, ImagePairTable, parse_image_pair_jsonl
-from vlmrm.data.problems import DataValidationError, Problem
-from vlmrm.data.video_pairs import (
+from vlmrm.core.problems import DataValidationError, Problem
+from vlmrm.pairs.image_pairs import SCHEMAS, ImagePairTable, parse_image_pair_jsonl
+from vlmrm.pairs.video_pairs import (
     DECLARED_COLUMNS,
     REQUIRED_COLUMNS,
     VideoPairTable,

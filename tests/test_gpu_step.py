@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from vlmrm.data.collator import split_rows
-from vlmrm.models.reward_model import RewardSpec, attach_spec, reward_model_class
+from vlmrm.modeling.reward_model import RewardSpec, attach_spec, reward_model_class
+from vlmrm.reward.collator import split_rows
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu_step.py"
 ROW_KEYS = {

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from vlmrm.grm.closed_loop import cold_start_examples, drawn_colour, main, templated_reasoning
-from vlmrm.synthetic import PALETTE
-from vlmrm.synthetic_images import SyntheticImageConfig, draw_image, generate_image_pairs
+from vlmrm.testing.synthetic import PALETTE
+from vlmrm.testing.synthetic_images import SyntheticImageConfig, draw_image, generate_image_pairs
 
 NUM_TEST = 64
 MIN_ACCURACY = 0.75

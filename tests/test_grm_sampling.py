@@ -31,7 +31,7 @@ from vlmrm.grm.instructions import (
 )
 from vlmrm.grm.parsing import judge
 from vlmrm.grm.sources import GRMSample
-from vlmrm.tiny import tiny_checkpoint
+from vlmrm.testing.tiny import tiny_checkpoint
 
 NUM_PAIRS = 24
 IMAGE_SIZE = 32

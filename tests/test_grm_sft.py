@@ -16,8 +16,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoProcessor
 
-from vlmrm.config import ConfigError
-from vlmrm.data.problems import DataValidationError
+from vlmrm.cli.tasks import run_eval_task, run_train_task
+from vlmrm.core.config import ConfigError
+from vlmrm.core.problems import DataValidationError
 from vlmrm.grm.convert import convert_file
 from vlmrm.grm.records import FilteredSample, append_filtered_jsonl
 from vlmrm.grm.sft import load_grm_sft_config
@@ -29,9 +30,8 @@ from vlmrm.grm.sft_data import (
     mix_counts,
     read_sft_file,
 )
-from vlmrm.sft import IGNORE_INDEX
-from vlmrm.tasks import run_eval_task, run_train_task
-from vlmrm.tiny import tiny_checkpoint
+from vlmrm.testing.tiny import tiny_checkpoint
+from vlmrm.training.sft import IGNORE_INDEX
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "training_configs" / "grm_sft_tiny.yaml"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from vlmrm.data.problems import DataValidationError
+from vlmrm.core.problems import DataValidationError
 from vlmrm.grm.sources import (
     SOURCES,
     SourceCounts,

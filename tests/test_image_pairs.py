@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmrm.data.image_pairs import check_images, parse_image_pair_jsonl, ranking_label
+from vlmrm.pairs.image_pairs import check_images, parse_image_pair_jsonl, ranking_label
 
 
 @pytest.fixture
@@ -126,8 +126,8 @@ def test_image_dir_and_missing_file(images, tmp_path):
 
 
 def test_irrelevant_pairs_follow_the_rule_and_the_seed(tmp_path):
-    from vlmrm.data.image_pairs import ImagePairDataset, image_description, matched_text
-    from vlmrm.synthetic_images import SyntheticImageConfig, generate_image_pairs
+    from vlmrm.pairs.image_pairs import ImagePairDataset, image_description, matched_text
+    from vlmrm.testing.synthetic_images import SyntheticImageConfig, generate_image_pairs
 
     data = generate_image_pairs(SyntheticImageConfig(tmp_path / "img", num_train=24, num_test=0))
     table = parse_image_pair_jsonl(data / "train.jsonl")

@@ -9,15 +9,15 @@ import pytest
 import yaml
 from PIL import Image
 
-from vlmrm.config import parse_config
-from vlmrm.data.image_pairs import parse_image_pair_jsonl
-from vlmrm.data.problems import DataValidationError
-from vlmrm.evaluate import parse_eval_config, run_evaluation
-from vlmrm.inference import RewardScorer
-from vlmrm.synthetic import PALETTE
-from vlmrm.synthetic_images import RESPONSE_SCHEMAS, SyntheticImageConfig, generate_image_pairs
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import run_training
+from vlmrm.core.problems import DataValidationError
+from vlmrm.pairs.image_pairs import parse_image_pair_jsonl
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.evaluate import parse_eval_config, run_evaluation
+from vlmrm.reward.inference import RewardScorer
+from vlmrm.reward.train import run_training
+from vlmrm.testing.synthetic import PALETTE
+from vlmrm.testing.synthetic_images import RESPONSE_SCHEMAS, SyntheticImageConfig, generate_image_pairs
+from vlmrm.testing.tiny import tiny_checkpoint
 
 IMAGE_CONFIG = Path(__file__).resolve().parents[1] / "training_configs" / "image_quickstart_cpu.yaml"
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlmrm.inference import RewardScorer, rao_kupper_probabilities
+from vlmrm.reward.inference import RewardScorer, rao_kupper_probabilities
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def test_unlike_videos_are_warned_about(trained_runs, make_video, caplog):
     root, _, _ = trained_runs
     scorer = RewardScorer.from_pretrained(root / "full", device="cpu")
     fast = make_video("fast.mp4", num_frames=48, fps=24)  # training clips: 8 fps
-    with caplog.at_level(logging.WARNING, logger="vlmrm.inference"):
+    with caplog.at_level(logging.WARNING, logger="vlmrm.reward.inference"):
         scorer.score(["red"], videos=[fast])
     assert "fps 24" in caplog.text and "outside the training range [8.0, 8.0]" in caplog.text
 
@@ -73,7 +73,15 @@ def test_unlike_videos_are_warned_about(trained_runs, make_video, caplog):
 def test_score_cli_prints_json(trained_runs, synthetic_pairs):
     root, _, _ = trained_runs
     video = str(synthetic_pairs / "videos" / "test_0001_A.mp4")
-    command = [sys.executable, "-m", "vlmrm.score", "--checkpoint", str(root / "full"), "--video", video]
+    command = [
+        sys.executable,
+        "-m",
+        "vlmrm.score",
+        "--checkpoint",
+        str(root / "full"),
+        "--video",
+        video,
+    ]
     result = subprocess.run([*command, "--prompt", "red"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     (item,) = json.loads(result.stdout)

@@ -18,9 +18,9 @@ import sys
 
 import pytest
 
-from vlmrm.config import parse_config
-from vlmrm.quickstart import QUICKSTART_CONFIG, prepare
-from vlmrm.train import run_training
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.quickstart import QUICKSTART_CONFIG, prepare
+from vlmrm.reward.train import run_training
 
 pytestmark = pytest.mark.slow
 

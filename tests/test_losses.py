@@ -5,14 +5,12 @@ import math
 import pytest
 import torch
 
-from vlmrm.losses import (
-    DEFAULT_TIE_K,
+from vlmrm.modeling.reward_model import DEFAULT_TIE_K, initial_tie_k_raw, learned_tie_k
+from vlmrm.reward.losses import (
     PAIR_LOSS_TYPES,
     bt_loss,
     bt_with_ties_loss,
     btt_probabilities,
-    initial_tie_k_raw,
-    learned_tie_k,
     margin_loss,
     pair_loss,
     preference_accuracy,

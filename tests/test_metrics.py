@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from vlmrm.metrics import (
+from vlmrm.reward.metrics import (
     accuracy_without_ties,
     average_ranks,
     dimension_metrics,

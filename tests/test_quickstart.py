@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from vlmrm.quickstart import main
+from vlmrm.reward.quickstart import main
 
 
 @pytest.mark.slow
@@ -15,7 +15,7 @@ def test_prepare_builds_validates_and_reuses(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "vlmrm.quickstart",
+        "vlmrm.reward.quickstart",
         "prepare",
         "--root",
         str(root),

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from tests.conftest import tiny_run_values
-from vlmrm.config import parse_config
-from vlmrm.data.collator import PairCollator
-from vlmrm.models.builder import build_reward_model, load_reward_model
-from vlmrm.models.reward_model import RewardSpec, pool_hidden_states, special_token_rewards
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import build_datasets
+from vlmrm.modeling.loading import build_reward_model, load_reward_model
+from vlmrm.modeling.reward_model import RewardSpec, pool_hidden_states, special_token_rewards
+from vlmrm.reward.collator import PairCollator
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.train import build_datasets
+from vlmrm.testing.tiny import tiny_checkpoint
 
 
 def build(tiny_cache, synthetic_pairs, tmp_path, family="qwen2_vl", **overrides):

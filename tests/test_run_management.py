@@ -10,10 +10,11 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from tests.conftest import LORA_SPECIAL_TOKENS, tiny_run_values
-from vlmrm.config import ConfigError, parse_config
-from vlmrm.models.reward_model import soft_clamp
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import run_training
+from vlmrm.core.config import ConfigError
+from vlmrm.modeling.reward_model import soft_clamp
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.train import run_training
+from vlmrm.testing.tiny import tiny_checkpoint
 
 
 class RiggedAccuracy(TrainerCallback):

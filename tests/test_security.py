@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmrm.config import parse_config
-from vlmrm.data.image_pairs import parse_image_pair_jsonl
-from vlmrm.data.problems import DataValidationError
-from vlmrm.data.validate import validate_run_data
-from vlmrm.data.video_pairs import parse_video_pair_csv
+from vlmrm.core.problems import DataValidationError
+from vlmrm.pairs.image_pairs import parse_image_pair_jsonl
+from vlmrm.pairs.video_pairs import parse_video_pair_csv
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.validate import validate_run_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(ROOT / "vlmrm").rglob("*.py"), *ROOT.glob("*.py")])

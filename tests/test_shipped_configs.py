@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlmrm.config import parse_config
-from vlmrm.evaluate import parse_eval_config
 from vlmrm.grm.evaluate import parse_grm_eval_config
 from vlmrm.grm.sft import load_grm_sft_config
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.evaluate import parse_eval_config
+from vlmrm.vtg.config import load_vtg_task_config
 from vlmrm.vtg.data_config import load_vtg_data_config
-from vlmrm.vtg.predict import parse_vtg_eval_config
-from vlmrm.vtg.task_config import load_vtg_task_config
+from vlmrm.vtg.evaluate import parse_vtg_eval_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "training_configs").rglob("*.yaml"))

@@ -15,9 +15,9 @@ import decord
 import numpy as np
 import pytest
 
-from vlmrm import synthetic as syn
-from vlmrm.data.video import BACKENDS, probe_video
-from vlmrm.synthetic import SyntheticVideoConfig
+from vlmrm.media.video import BACKENDS, probe_video
+from vlmrm.testing import synthetic as syn
+from vlmrm.testing.synthetic import SyntheticVideoConfig
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = ["path_A", "path_B", "prompt", "VQ", "MQ", "TA", "fps_A", "num_frames_A", "fps_B", "num_frames_B"]

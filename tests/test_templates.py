@@ -1,6 +1,7 @@
 import pytest
 
-from vlmrm.data.templates import PROMPT_TEMPLATES, build_prompt, register_template, reward_token
+from vlmrm.modeling.reward_model import reward_token
+from vlmrm.reward.templates import PROMPT_TEMPLATES, build_prompt, register_template
 
 
 @pytest.mark.parametrize("name", sorted(PROMPT_TEMPLATES))

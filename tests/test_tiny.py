@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from vlmrm.models import FAMILIES, family_for
-from vlmrm.tiny import QWEN_SPECIAL_TOKENS, build_tiny_checkpoint, parameter_count, tiny_checkpoint
+from vlmrm.modeling.families import FAMILIES, family_for
+from vlmrm.testing.tiny import QWEN_SPECIAL_TOKENS, build_tiny_checkpoint, parameter_count, tiny_checkpoint
 
 MAX_TINY_PARAMETERS = 2_000_000
 FRAME_SIDE = 64

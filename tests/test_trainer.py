@@ -6,12 +6,18 @@ import pytest
 import torch
 
 from tests.conftest import LORA_SPECIAL_TOKENS, tiny_run_values
-from vlmrm.config import parse_config
-from vlmrm.models.builder import build_reward_model, load_reward_model
-from vlmrm.models.families import family_for
-from vlmrm.models.trainable import configure_trainable, module_group
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.train import apply_epoch_intervals, build_datasets, build_trainer, run_training, steps_per_epoch
+from vlmrm.modeling.families import family_for
+from vlmrm.modeling.loading import build_reward_model, load_reward_model
+from vlmrm.modeling.trainable import configure_trainable, module_group
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.train import (
+    apply_epoch_intervals,
+    build_datasets,
+    build_trainer,
+    run_training,
+    steps_per_epoch,
+)
+from vlmrm.testing.tiny import tiny_checkpoint
 
 
 def make_trainer(tiny_cache, synthetic_pairs, tmp_path, family="qwen2_vl", **overrides):

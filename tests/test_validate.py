@@ -7,11 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from vlmrm.config import parse_config
-from vlmrm.data.problems import DataValidationError
-from vlmrm.data.validate import validate_run_data, validate_video_pairs
-from vlmrm.data.video import resolve_backend
-from vlmrm.synthetic import write_mp4
+from vlmrm.core.problems import DataValidationError
+from vlmrm.media.video import resolve_backend
+from vlmrm.pairs.validate import validate_video_pairs
+from vlmrm.reward.config import parse_config
+from vlmrm.reward.validate import validate_run_data
+from vlmrm.testing.synthetic import write_mp4
 
 DIMS = ["VQ", "MQ", "TA"]
 

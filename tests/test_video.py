@@ -5,14 +5,8 @@ import pytest
 import torch
 from qwen_vl_utils.vision_process import _read_video_decord
 
-from vlmrm.data.video import (
-    FrameSampling,
-    VideoDecodeError,
-    load_video,
-    probe_video,
-    resolve_backend,
-    sample_frame_indices,
-)
+from vlmrm.media.sampling import FrameSampling, sample_frame_indices
+from vlmrm.media.video import VideoDecodeError, load_video, probe_video, resolve_backend
 
 SMALL = {"min_pixels": 56 * 56, "max_pixels": 56 * 56}
 

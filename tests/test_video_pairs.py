@@ -5,9 +5,10 @@ import itertools
 import pytest
 import torch
 
-from vlmrm.data.problems import DataValidationError
-from vlmrm.data.video import FrameSampling, resolve_backend
-from vlmrm.data.video_pairs import VideoPairDataset, read_video_pair_csv
+from vlmrm.core.problems import DataValidationError
+from vlmrm.media.sampling import FrameSampling
+from vlmrm.media.video import resolve_backend
+from vlmrm.pairs.video_pairs import VideoPairDataset, read_video_pair_csv
 
 Y = {"A": 1, "B": -1, "same": 0}
 ALL_COMBOS = list(itertools.product(Y, repeat=3))  # 27 rows: every (VQ, MQ, TA) label triple

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from tests.conftest import ramp_frames
-from vlmrm.data.video import BACKENDS, VideoBackend, VideoInfo
-from vlmrm.vtg import clip as vtg_clip
-from vlmrm.vtg.clip import clip_window, frame_size, key_frame_indices, load_vtg_clip
-from vlmrm.vtg.data import VTGSample
+from vlmrm.media.video import BACKENDS, VideoBackend, VideoInfo
+from vlmrm.vtg import clips as vtg_clip
+from vlmrm.vtg.annotations import VTGSample
+from vlmrm.vtg.clips import clip_window, frame_size, key_frame_indices, load_vtg_clip
 from vlmrm.vtg.data_config import ResolutionSection, VideoSection
 
 BACKEND_NAMES = ["pyav", "decord"]
@@ -208,7 +208,7 @@ def test_keyframe_fallback_to_uniform_warns_once(tmp_path, fallback_state, caplo
     assert decoded_key_frames(path) == [0]
     video = VideoSection(max_frames=4, sampling_strategy="keyframe", resolution=SMALL)
     windows = [(1.0, 2.5), (0.5, 2.0), (1.5, 3.0)]
-    with caplog.at_level(logging.WARNING, logger="vlmrm.vtg.clip"):
+    with caplog.at_level(logging.WARNING, logger="vlmrm.vtg.clips"):
         clips = [
             load_vtg_clip(sample(path, end - start, start, end), video, BACKENDS["pyav"])
             for start, end in windows
@@ -225,7 +225,7 @@ def test_backend_without_key_frame_listing_falls_back_once(make_video, fallback_
     pyav = BACKENDS["pyav"]
     unlisted = VideoBackend("torchcodec", pyav.info, pyav.read, "av")  # decodes like pyav, lists nothing
     video = VideoSection(max_frames=4, sampling_strategy="keyframe", resolution=SMALL)
-    with caplog.at_level(logging.WARNING, logger="vlmrm.vtg.clip"):
+    with caplog.at_level(logging.WARNING, logger="vlmrm.vtg.clips"):
         for _ in range(3):
             clip = load_vtg_clip(sample(path, 2.0), video, unlisted)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

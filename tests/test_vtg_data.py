@@ -6,20 +6,20 @@ from dataclasses import replace
 import pytest
 import torch
 
-from vlmrm.data.problems import DataValidationError
-from vlmrm.data.validate import main as validate_main
-from vlmrm.data.validate import validate_vtg
-from vlmrm.data.video import BACKENDS, VideoDecodeError
-from vlmrm.vtg import data as vtg_data
-from vlmrm.vtg.clip import DURATION_TOLERANCE_S
-from vlmrm.vtg.data import (
+from vlmrm.cli.validate import main as validate_main
+from vlmrm.core.problems import DataValidationError
+from vlmrm.media.video import BACKENDS, VideoDecodeError
+from vlmrm.vtg import annotations as vtg_data
+from vlmrm.vtg.annotations import (
     TIMESTAMP_SLACK_S,
     VTGDataset,
     parse_vtg_jsonl,
     read_vtg_jsonl,
     vtg_media_problems,
 )
+from vlmrm.vtg.clips import DURATION_TOLERANCE_S
 from vlmrm.vtg.data_config import ResolutionSection, VideoSection
+from vlmrm.vtg.validate import validate_vtg
 
 PYAV = BACKENDS["pyav"]
 GOOD = {"video": "videos/a.mp4", "duration": 3.0, "timestamp": [0.5, 2.0], "sentence": "a red square"}

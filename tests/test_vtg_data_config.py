@@ -4,8 +4,8 @@ from dataclasses import fields, is_dataclass
 
 import pytest
 
-from vlmrm.config import ConfigError
-from vlmrm.vtg.data_config import VTGDataConfig, load_vtg_data_config, resolve_under
+from vlmrm.core.config import ConfigError, resolve_under
+from vlmrm.vtg.data_config import VTGDataConfig, load_vtg_data_config
 
 REFERENCE_YAML = """\
 dataset:

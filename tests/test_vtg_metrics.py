@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vlmrm.data.problems import DataValidationError
-from vlmrm.vtg.evaluate import METRICS_FILE, PREDICTIONS_FILE, evaluate_predictions
+from vlmrm.core.problems import DataValidationError
 from vlmrm.vtg.metrics import difficulty_bucket, difficulty_edges, segment_overlap, temporal_iou, vtg_metrics
+from vlmrm.vtg.score_predictions import METRICS_FILE, PREDICTIONS_FILE, evaluate_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,7 +159,7 @@ def test_evaluate_cli(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "vlmrm.vtg.evaluate",
+        "vlmrm.vtg.score_predictions",
         "--file",
         str(data),
         "--output_dir",

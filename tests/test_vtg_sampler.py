@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainingArguments
 
-from vlmrm.vtg.sampler import BatchSizeLogCallback, DurationBasedBatchSampler, pack_by_duration
+from vlmrm.vtg.duration_sampler import BatchSizeLogCallback, DurationBasedBatchSampler, pack_by_duration
 
 SLACK = 1e-9  # float summation order differs between the packer and the test
 
@@ -163,7 +163,7 @@ def test_splitting_instead_of_padding():
 
 
 def test_init_log_lines_match_the_reference(caplog):
-    with caplog.at_level(logging.INFO, logger="vlmrm.vtg.sampler"):
+    with caplog.at_level(logging.INFO, logger="vlmrm.vtg.duration_sampler"):
         DurationBasedBatchSampler([10.0, 20.0, 30.0], target_batch_duration=60.0, num_replicas=4, rank=1)
     assert caplog.messages == [
         # avg = 60 / 3 = 20; expected batch size = 60 / 20 = 3
@@ -237,7 +237,7 @@ def test_batch_size_log_callback_in_a_trainer_run(tmp_path, caplog):
     trainer = SizeRecordingTrainer(
         model=ToyModel(), args=args, train_dataset=ToyData(10), callbacks=[callback]
     )
-    with caplog.at_level(logging.INFO, logger="vlmrm.vtg.sampler"):
+    with caplog.at_level(logging.INFO, logger="vlmrm.vtg.duration_sampler"):
         trainer.train()
     assert callback.history == [(2, 3.5, 3, 4), (4, 1.5, 1, 2)]  # steps 1-2: sizes 4, 3; steps 3-4: 2, 1
     assert "Step 2: batch_size avg=3.5, min=3, max=4" in caplog.messages

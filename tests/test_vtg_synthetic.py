@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vlmrm.data.video import BACKENDS, probe_video
-from vlmrm.synthetic import read_frames, shape_stamp
-from vlmrm.vtg.synthetic import (
+from vlmrm.media.video import BACKENDS, probe_video
+from vlmrm.testing.synthetic import read_frames, shape_stamp
+from vlmrm.testing.synthetic_vtg import (
     OBJECT_FRACTION,
     SyntheticVTGConfig,
     best_constant_segment,
@@ -124,7 +124,7 @@ def test_constant_baseline_weighs_every_training_sample():
 
 
 def test_cli_writes_data_and_baseline(tmp_path):
-    command = [sys.executable, "-m", "vlmrm.vtg.synthetic", "--out", str(tmp_path)]
+    command = [sys.executable, "-m", "vlmrm.testing.synthetic_vtg", "--out", str(tmp_path)]
     command += ["--num_train", "3", "--num_test", "2", "--seed", "1", "--max_duration", "5"]
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -14,16 +14,17 @@ import yaml
 from transformers import AutoProcessor
 
 from tests.test_e2e_training import launch
-from vlmrm.config import ConfigError
-from vlmrm.sft import IGNORE_INDEX
-from vlmrm.tasks import run_eval_task, task_of
-from vlmrm.tiny import tiny_checkpoint
+from vlmrm.cli.tasks import run_eval_task, task_of
+from vlmrm.core.config import ConfigError
+from vlmrm.media.processor import image_factor
+from vlmrm.testing.synthetic_vtg import SyntheticVTGConfig, constant_baseline_miou, generate_vtg_dataset
+from vlmrm.testing.tiny import tiny_checkpoint
+from vlmrm.training.sft import IGNORE_INDEX
+from vlmrm.vtg.config import RewardEntry, load_vtg_task_config
 from vlmrm.vtg.grpo import reward_function
-from vlmrm.vtg.model import image_factor, load_trained
+from vlmrm.vtg.policy import load_trained
 from vlmrm.vtg.sft import VTGSFTCollator, run_vtg_sft, vtg_datasets
-from vlmrm.vtg.synthetic import SyntheticVTGConfig, constant_baseline_miou, generate_vtg_dataset
-from vlmrm.vtg.task_config import RewardEntry, load_vtg_task_config
-from vlmrm.vtg.temporal import SecondsEncoding
+from vlmrm.vtg.time_encoding import SecondsEncoding
 
 ROOT = Path(__file__).resolve().parents[1]
 SFT_CONFIG = ROOT / "training_configs" / "vtg_sft_tiny.yaml"
@@ -110,7 +111,7 @@ def test_task_key_picks_the_job(tmp_path):
 
 
 def subprocess_free_dispatch(path):
-    from vlmrm.tasks import run_train_task
+    from vlmrm.cli.tasks import run_train_task
 
     return run_train_task(str(path), [])
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from vlmrm.tiny import tiny_checkpoint
-from vlmrm.vtg.temporal import (
+from vlmrm.testing.tiny import tiny_checkpoint
+from vlmrm.vtg.time_encoding import (
     ParseStats,
     RelativeEncoding,
     SecondsEncoding,

@@ -1,5 +1,5 @@
 """Generative reward models (GRM): a VLM judges two images or videos in text, then is tuned on its
-own correct judgements (rejection sampling; `grm_rejection_sampling.md`).
+own correct judgements (rejection sampling).
 
 Modules: `sources` (``source:path`` datasets -> :class:`~vlmrm.grm.sources.GRMSample` with counts),
 `records` (the filtered-sample record rejection sampling writes and conversion reads; shown vs

@@ -48,8 +48,8 @@ from vlmrm.grm.convert import to_sft_example
 from vlmrm.grm.records import FilteredSample
 from vlmrm.grm.rejection_sampling import shown_order
 from vlmrm.grm.sources import load_sources
-from vlmrm.synthetic import BACKGROUND_RGB, PALETTE
-from vlmrm.synthetic_images import SyntheticImageConfig, generate_image_pairs
+from vlmrm.testing.synthetic import BACKGROUND_RGB, PALETTE
+from vlmrm.testing.synthetic_images import SyntheticImageConfig, generate_image_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ("image_preference",)
@@ -211,7 +211,19 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     tiny = out / "tiny-qwen2_vl"
-    run([python, "-m", "vlmrm.tiny", "--family", TINY_FAMILY, "--out", str(tiny), "--seed", str(args.seed)])
+    run(
+        [
+            python,
+            "-m",
+            "vlmrm.testing.tiny",
+            "--family",
+            TINY_FAMILY,
+            "--out",
+            str(tiny),
+            "--seed",
+            str(args.seed),
+        ]
+    )
     cold = out / "cold_start"
     launcher = ["./run_distributed.sh", "--gpus", str(args.gpus), "--config"]
     run(

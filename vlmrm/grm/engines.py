@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, ProcessorMixin
 
-from vlmrm.data.collator import frame_factor, processor_video_inputs
+from vlmrm.media.processor import image_factor, processor_video_inputs
 
 EngineName = Literal["hf", "vllm"]
 ENGINES: tuple[EngineName, ...] = ("hf", "vllm")
@@ -82,7 +82,7 @@ class HFEngine:
 
     @property
     def image_factor(self) -> int:
-        return frame_factor(self.processor)
+        return image_factor(self.processor)
 
     def _inputs(self, requests: list[Request]) -> dict:
         texts = [chat_text(self.processor, r) for r in requests]
@@ -155,7 +155,7 @@ class VLLMEngine:
 
     @property
     def image_factor(self) -> int:
-        return frame_factor(self.processor)
+        return image_factor(self.processor)
 
     def generate(self, requests: list[Request]) -> list[str]:
         prompts = [

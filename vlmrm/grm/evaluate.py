@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vlmrm.config import ConfigError, _opt
-from vlmrm.constants import DEFAULT_VIDEO_FPS
+from vlmrm.core.config import ConfigError, build_section, option
 from vlmrm.grm.engines import GenerationSettings, HFEngine
 from vlmrm.grm.instructions import load_instruction
 from vlmrm.grm.parsing import judge
@@ -32,7 +31,7 @@ from vlmrm.grm.rejection_sampling import (
     SamplingJob,
 )
 from vlmrm.grm.sources import load_sources
-from vlmrm.vtg.data_config import build_section
+from vlmrm.media.sampling import DEFAULT_VIDEO_FPS
 
 RECORDS_FILE = "verdicts.jsonl"
 RESULTS_FILE = "grm_eval.json"
@@ -40,20 +39,22 @@ RESULTS_FILE = "grm_eval.json"
 
 @dataclass
 class GRMEvalConfig:
-    task: Literal["grm"] = _opt("grm", "This evaluation.")
-    model_dir: str | None = _opt(None, "Checkpoint folder (grm_sft output) or hub id.")
-    data_path: str | None = _opt(None, "source:path[,source:path] of held-out pairs.")
-    output_dir: str = _opt("evaluation_results/grm", "Where the verdicts and counts go.")
-    batch_size: int = _opt(DEFAULT_BATCH_SIZE, "Pairs per generate call.")
-    max_new_tokens: int = _opt(DEFAULT_MAX_NEW_TOKENS, "Most tokens generated per pair.")
-    use_cot: bool = _opt(True, "Default instruction asks for <think> + scores (as in training data).")
-    task_instruction: str | None = _opt(None, "Template with {prompt}, or @FILE (default: T2I/T2V one).")
-    video_fps: float = _opt(DEFAULT_VIDEO_FPS, "Frames sampled per second of video.")
-    video_backend: str = _opt("auto", "torchcodec | decord | pyav | auto.")
-    temperature: float = _opt(0.0, "0 = greedy.")
-    seed: int = _opt(0, "Shown order per pair and sampling seed.")
-    max_samples: int | None = _opt(None, "Judge the first N pairs only.")
-    resume: bool = _opt(False, "Keep verdicts already in output_dir (same model and data!); else start over.")
+    task: Literal["grm"] = option("grm", "This evaluation.")
+    model_dir: str | None = option(None, "Checkpoint folder (grm_sft output) or hub id.")
+    data_path: str | None = option(None, "source:path[,source:path] of held-out pairs.")
+    output_dir: str = option("evaluation_results/grm", "Where the verdicts and counts go.")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, "Pairs per generate call.")
+    max_new_tokens: int = option(DEFAULT_MAX_NEW_TOKENS, "Most tokens generated per pair.")
+    use_cot: bool = option(True, "Default instruction asks for <think> + scores (as in training data).")
+    task_instruction: str | None = option(None, "Template with {prompt}, or @FILE (default: T2I/T2V one).")
+    video_fps: float = option(DEFAULT_VIDEO_FPS, "Frames sampled per second of video.")
+    video_backend: str = option("auto", "torchcodec | decord | pyav | auto.")
+    temperature: float = option(0.0, "0 = greedy.")
+    seed: int = option(0, "Shown order per pair and sampling seed.")
+    max_samples: int | None = option(None, "Judge the first N pairs only.")
+    resume: bool = option(
+        False, "Keep verdicts already in output_dir (same model and data!); else start over."
+    )
 
     def __post_init__(self) -> None:
         if not self.model_dir or not self.data_path:

@@ -40,8 +40,6 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from vlmrm.constants import DEFAULT_VIDEO_FPS, QWEN2_IMAGE_FACTOR
-from vlmrm.data.video import FrameSampling, VideoDecodeError, load_video, resolve_backend
 from vlmrm.grm.engines import (
     ENGINES,
     VLLM_PACKAGE,
@@ -54,6 +52,8 @@ from vlmrm.grm.engines import (
 from vlmrm.grm.instructions import default_instruction, fill_instruction, load_instruction
 from vlmrm.grm.parsing import Verdict, filtered_record, shown_items
 from vlmrm.grm.sources import GRMSample
+from vlmrm.media.sampling import DEFAULT_VIDEO_FPS, QWEN2_IMAGE_FACTOR, FrameSampling
+from vlmrm.media.video import VideoDecodeError, load_video, resolve_backend
 
 logger = logging.getLogger(__name__)
 

@@ -31,13 +31,13 @@ from typing import Any, Literal
 
 from transformers import AutoProcessor, TrainingArguments
 
-from vlmrm.config import ConfigError, _opt
-from vlmrm.constants import DEFAULT_VIDEO_FPS
-from vlmrm.data.collator import frame_factor
+from vlmrm.core.config import ConfigError, option, read_sections, training_arguments
 from vlmrm.grm.sft_data import GRMSFTCollator, GRMSFTDataset, MediaLimits, load_sources, mix_counts
-from vlmrm.sft import EpochSetter, SFTTrainer
-from vlmrm.task_config import LoraSection, ModelSection, read_sections, training_arguments
-from vlmrm.vtg.model import load_base, with_lora
+from vlmrm.media.processor import image_factor
+from vlmrm.media.sampling import DEFAULT_VIDEO_FPS
+from vlmrm.modeling.generation import LoraSection, ModelSection, load_base, with_lora
+from vlmrm.training.callbacks import EpochSetter
+from vlmrm.training.sft import GenerationSFTTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ OUTPUT_HINT = "outputs/grm_sft"
 
 @dataclass
 class DataSource:
-    path: str | None = _opt(None, "Converted SFT JSON (python -m vlmrm.grm.convert).")
-    weight: float = _opt(1.0, "Examples per epoch = round(weight x examples in the file).")
+    path: str | None = option(None, "Converted SFT JSON (python -m vlmrm.grm.convert).")
+    weight: float = option(1.0, "Examples per epoch = round(weight x examples in the file).")
 
     def __post_init__(self) -> None:
         if self.weight <= 0:
@@ -59,19 +59,19 @@ class DataSource:
 
 @dataclass
 class GRMSFTSections:
-    task: Literal["grm_sft"] = _opt("grm_sft", "This job.")
+    task: Literal["grm_sft"] = option("grm_sft", "This job.")
     model: ModelSection = field(default_factory=ModelSection, metadata={"help": "Base model."})
     lora: LoraSection = field(default_factory=LoraSection, metadata={"help": "LoRA adapters."})
     training: dict = field(default_factory=dict, metadata={"help": "TrainingArguments keys."})
     data: list[DataSource] = field(default_factory=list, metadata={"help": "SFT files and their weights."})
-    max_length: int = _opt(DEFAULT_MAX_LENGTH, "Longest conversation in tokens; longer ones are an error.")
-    video_fps: float = _opt(DEFAULT_VIDEO_FPS, "Frames per second for videos without their own video_fps.")
-    image_min_pixels: int | None = _opt(None, "Image pixel lower bound (None: the processor's).")
-    image_max_pixels: int | None = _opt(None, "Image pixel upper bound (None: the processor's).")
-    video_min_pixels: int | None = _opt(None, "Frame pixel lower bound (None: vlmrm.data.video's).")
-    video_max_pixels: int | None = _opt(None, "Frame pixel upper bound (None: vlmrm.data.video's).")
-    video_max_frames: int | None = _opt(None, "Most frames per video (None: vlmrm.data.video's).")
-    video_backend: str = _opt("auto", "torchcodec | decord | pyav | auto.")
+    max_length: int = option(DEFAULT_MAX_LENGTH, "Longest conversation in tokens; longer ones are an error.")
+    video_fps: float = option(DEFAULT_VIDEO_FPS, "Frames per second for videos without their own video_fps.")
+    image_min_pixels: int | None = option(None, "Image pixel lower bound (None: the processor's).")
+    image_max_pixels: int | None = option(None, "Image pixel upper bound (None: the processor's).")
+    video_min_pixels: int | None = option(None, "Frame pixel lower bound (None: vlmrm.data.video's).")
+    video_max_pixels: int | None = option(None, "Frame pixel upper bound (None: vlmrm.data.video's).")
+    video_max_frames: int | None = option(None, "Most frames per video (None: vlmrm.data.video's).")
+    video_backend: str = option("auto", "torchcodec | decord | pyav | auto.")
 
     def __post_init__(self) -> None:
         if self.max_length < 1:
@@ -149,12 +149,12 @@ def run_grm_sft(config: GRMSFTConfig) -> dict:
         )
     processor = AutoProcessor.from_pretrained(sections.model.name_or_path)
     limits = sections.media_limits
-    train = GRMSFTDataset(sources, weights, limits, frame_factor(processor), args.seed)
-    model, _ = load_base(sections.model, None, processor)
+    train = GRMSFTDataset(sources, weights, limits, image_factor(processor), args.seed)
+    model = load_base(sections.model)
     if sections.lora.enabled:
         model = with_lora(model, sections.lora, [])
         model.print_trainable_parameters()
-    trainer = SFTTrainer(
+    trainer = GenerationSFTTrainer(
         model=model,
         args=args,
         data_collator=GRMSFTCollator(processor, sections.max_length, limits.image_size),

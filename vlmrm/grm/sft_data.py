@@ -37,10 +37,11 @@ import torch
 from PIL import Image
 from transformers import ProcessorMixin
 
-from vlmrm.data.collator import video_kwargs
-from vlmrm.data.problems import DataValidationError, Problem
-from vlmrm.data.video import FrameSampling, load_video, resolve_backend
-from vlmrm.sft import END_OF_TURN, masked_row, pad_rows
+from vlmrm.core.problems import DataValidationError, Problem
+from vlmrm.media.processor import video_kwargs
+from vlmrm.media.sampling import FrameSampling
+from vlmrm.media.video import load_video, resolve_backend
+from vlmrm.training.sft import END_OF_TURN, masked_row, pad_rows
 
 Media = Literal["image", "video"]
 HUMAN, GPT = "human", "gpt"

@@ -45,12 +45,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlmrm.constants import LABEL_VALUES
-from vlmrm.data.image_pairs import parse_image_pair_jsonl
-from vlmrm.data.problems import DataValidationError, Problem, skip_bad_lines
-from vlmrm.data.video_pairs import parse_video_pair_csv
+from vlmrm.core.problems import DataValidationError, Problem, skip_bad_lines
 from vlmrm.grm.records import TIE, Choice, Media
-from vlmrm.metrics import OVERALL
+from vlmrm.pairs.image_pairs import parse_image_pair_jsonl
+from vlmrm.pairs.labels import LABEL_VALUES, OVERALL
+from vlmrm.pairs.video_pairs import parse_video_pair_csv
 
 SOURCES = ("hpdv3", "rapidata-t2v", "video-pairs", "image-pairs")
 SOURCE_SEPARATOR = ":"

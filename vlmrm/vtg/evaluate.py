@@ -1,83 +1,103 @@
-"""Score a VTG JSONL's `pred` field against its `timestamp`, without a model.
+"""Segments from a trained VTG model: greedy generation on each clip, parsed by the run's encoding.
 
-Usage: `python -m vlmrm.vtg.evaluate --file data.jsonl --output_dir DIR` writes
-- DIR/vtg_metrics.json: `vtg_metrics` of the file (R@0.3/0.5/0.7, mIoU, count, unparsed, per difficulty
-  bucket) plus the source path;
-- DIR/vtg_predictions.jsonl: one line per sample: line, qid, timestamp, pred (as scored, or null), iou.
+``task: vtg`` in an eval YAML (``eval_rm.py`` / ``run_eval.sh``)::
 
-`pred` goes through the same rules as a parsed model answer (`temporal.normalize_segment`): two finite
-numbers, swapped when reversed, clamped to [0, duration]; anything else (missing, null, a string, NaN,
-wrong length) is unparseable and scores IoU 0. The ground truth must be valid: `duration` > 0 and
-0 <= start < end <= duration (seconds of the trimmed clip); otherwise every bad line is reported at once
-in a `DataValidationError`, because a metric over silently skipped samples would not be comparable.
+    task: vtg
+    model_dir: outputs/vtg_sft_tiny      # a vtg_sft / vtg_grpo output; unset: score the file's `pred`
+    annotation_file: data/test.jsonl
+    video_dir: data                        # optional, as in the data config
+    output_dir: outputs/vtg_eval
+    batch_size: 8
+    max_new_tokens: 32
+
+Writes `vtg_metrics.json` (R@0.3/0.5/0.7, mIoU overall and by difficulty tercile, parse rate) and
+`vtg_predictions.jsonl` (per sample: line, qid, timestamp, pred, generated text, IoU).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from vlmrm.data.problems import DataValidationError, errors
-from vlmrm.vtg.data import parse_vtg_jsonl
-from vlmrm.vtg.metrics import temporal_iou, vtg_metrics
-from vlmrm.vtg.temporal import normalize_segment
+import torch
 
-METRICS_FILE = "vtg_metrics.json"
-PREDICTIONS_FILE = "vtg_predictions.jsonl"
-
-
-def read_prediction_records(jsonl_path: str | Path) -> list[dict]:
-    """Per sample: {"line", "qid", "timestamp", "pred" (normalised or None), "difficulty"}, read by
-    :func:`vlmrm.vtg.data.parse_vtg_jsonl` (the training parser: same checks, same messages).
-
-    Raises:
-        DataValidationError: with every line whose JSON or ground truth is invalid.
-    """
-    table = parse_vtg_jsonl(jsonl_path)
-    found = errors(table.problems)
-    if found:
-        raise DataValidationError(found)
-    return [
-        {
-            "line": sample.line,
-            "qid": sample.qid,
-            "timestamp": list(sample.timestamp),
-            "pred": None if sample.pred is None else normalize_segment(*sample.pred, sample.duration),
-            "difficulty": sample.difficulty,
-        }
-        for sample in table.samples
-    ]
+from vlmrm.core.config import build_section, option
+from vlmrm.media.processor import image_factor
+from vlmrm.media.video import resolve_backend
+from vlmrm.vtg.annotations import VTGDataset
+from vlmrm.vtg.policy import load_trained
+from vlmrm.vtg.prompting import frame_images, grounding_prompt
+from vlmrm.vtg.score_predictions import evaluate_predictions, write_results
+from vlmrm.vtg.time_encoding import ParseStats, build_encoding
 
 
-def write_results(records: list[dict], out_dir: str | Path, source: str, extra: dict | None = None) -> dict:
-    """`vtg_metrics.json` (+ ``extra``, e.g. the parse rate) and `vtg_predictions.jsonl` (one line per
-    record, with its IoU and any extra keys such as the generated text); returns the metrics."""
-    metrics = {**vtg_metrics(records), **(extra or {}), "file": source}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    with (out / PREDICTIONS_FILE).open("w") as handle:
-        for r in records:
-            row = {**r, "pred": None if r["pred"] is None else list(r["pred"])}
-            handle.write(json.dumps({**row, "iou": temporal_iou(r["pred"], r["timestamp"])}) + "\n")
-    return metrics
+@dataclass
+class VTGEvalConfig:
+    task: str = option("vtg", "Always vtg here.")
+    annotation_file: str | None = option(None, "VTG JSONL to evaluate (with `pred` when there is no model).")
+    model_dir: str | None = option(None, "A vtg_sft / vtg_grpo output folder; unset = score the file's pred.")
+    video_dir: str | None = option(None, "Folder relative video paths resolve against (default: the file's).")
+    output_dir: str = option("outputs/vtg_eval", "Where vtg_metrics.json and vtg_predictions.jsonl go.")
+    batch_size: int = option(8, "Clips per generate call.")
+    max_new_tokens: int = option(32, "Most tokens generated per answer.")
+    max_samples: int | None = option(None, "Evaluate the first N samples only.")
 
 
-def evaluate_predictions(jsonl_path: str | Path, out_dir: str | Path) -> dict:
-    """Write `vtg_metrics.json` and `vtg_predictions.jsonl` for a JSONL with `pred`; return the metrics."""
-    return write_results(read_prediction_records(jsonl_path), out_dir, str(jsonl_path))
+@torch.no_grad()
+def predict_segments(model, processor, dataset, encoding, batch_size: int, max_new_tokens: int):
+    """(records for :func:`write_results`, ParseStats): greedy answers, left-padded batches."""
+    model.eval()
+    tokenizer = processor.tokenizer
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    stats, records = ParseStats(), []
+    try:
+        for first in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(first, min(first + batch_size, len(dataset)))]
+            prompts = [grounding_prompt(it["clip"], it["sentence"], it["duration"], encoding) for it in items]
+            texts = [
+                processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts
+            ]
+            images = [image for it in items for image in frame_images(it["clip"])]
+            inputs = processor(text=texts, images=images, padding=True, return_tensors="pt").to(model.device)
+            generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            answers = tokenizer.batch_decode(
+                generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+            )
+            for item, answer in zip(items, answers):
+                records.append(
+                    {
+                        "line": item["line"],
+                        "qid": item["qid"],
+                        "timestamp": list(item["timestamp"]),
+                        "pred": stats.record(encoding.parse(answer, item["duration"])),
+                        "difficulty": item["difficulty"],
+                        "text": answer,
+                    }
+                )
+    finally:
+        tokenizer.padding_side = side
+    return records, stats
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--file", required=True, type=Path, help="JSONL with timestamp, duration and pred")
-    parser.add_argument("--output_dir", required=True, type=Path, help="where the two result files go")
-    args = parser.parse_args(argv)
-    metrics = evaluate_predictions(args.file, args.output_dir)
-    shown = {k: v for k, v in metrics.items() if k not in ("by_difficulty", "difficulty_edges", "file")}
-    print(json.dumps(shown))
+def run_vtg_evaluation(config: VTGEvalConfig) -> dict:
+    from vlmrm.vtg.sft import checked_samples
+
+    if config.model_dir is None:
+        return evaluate_predictions(config.annotation_file, config.output_dir)
+    model, processor, run = load_trained(config.model_dir)
+    backend = resolve_backend("auto")
+    samples = checked_samples(config.annotation_file, config.video_dir, backend)[: config.max_samples]
+    dataset = VTGDataset(samples, run["video"], backend, image_factor(processor))
+    records, stats = predict_segments(
+        model, processor, dataset, build_encoding(run["temporal"]), config.batch_size, config.max_new_tokens
+    )
+    extra = {
+        "parsed": stats.parsed,
+        "unparsed_rate": stats.unparsed_rate,
+        "model_dir": str(Path(config.model_dir)),
+    }
+    return write_results(records, config.output_dir, config.annotation_file, extra)
 
 
-if __name__ == "__main__":
-    main()
+def parse_vtg_eval_config(values: dict) -> VTGEvalConfig:
+    return build_section(VTGEvalConfig, values)

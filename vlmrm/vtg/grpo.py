@@ -18,12 +18,13 @@ import logging
 
 from transformers import AutoProcessor
 
-from vlmrm.sft import EpochSetter
+from vlmrm.media.processor import image_factor
+from vlmrm.training.callbacks import EpochSetter
 from vlmrm.vtg.metrics import segment_overlap, temporal_iou
-from vlmrm.vtg.model import image_factor, load_base, load_trained, read_run, save_run
+from vlmrm.vtg.policy import load_policy, load_trained, read_run, save_run
 from vlmrm.vtg.prompting import frame_images, grounding_prompt
 from vlmrm.vtg.sft import vtg_datasets
-from vlmrm.vtg.temporal import build_encoding
+from vlmrm.vtg.time_encoding import build_encoding
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def starting_policy(sections, data):
     checkpoint = sections.rl.sft_checkpoint
     if checkpoint is None:
         processor = AutoProcessor.from_pretrained(sections.model.name_or_path)
-        model, _ = load_base(sections.model, data.temporal, processor)
+        model, _ = load_policy(sections.model, data.temporal, processor)
         return model, processor, data.temporal, data.video
     model, processor, run = load_trained(checkpoint)
     if hasattr(model, "merge_and_unload"):

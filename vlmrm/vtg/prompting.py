@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from vlmrm.vtg.temporal import RelativeEncoding, SecondsEncoding, TemporalEncoding, TemporalTokenEncoding
+from vlmrm.vtg.time_encoding import RelativeEncoding, SecondsEncoding, TemporalEncoding, TemporalTokenEncoding
 
 FRAME_TIME = "t={:.1f}s"
 FRAME_FRACTION = "t={:.2f}"

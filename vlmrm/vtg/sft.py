@@ -16,16 +16,19 @@ from pathlib import Path
 
 from transformers import AutoProcessor
 
-from vlmrm.config import ConfigError
-from vlmrm.data.problems import DataValidationError, errors
-from vlmrm.data.validate import validate_vtg
-from vlmrm.data.video import resolve_backend
-from vlmrm.sft import END_OF_TURN, EpochSetter, SFTTrainer, masked_row, pad_rows
-from vlmrm.vtg.data import VTGDataset, read_vtg_jsonl
-from vlmrm.vtg.model import image_factor, load_base, save_run, with_lora
+from vlmrm.core.config import ConfigError
+from vlmrm.core.problems import DataValidationError, errors
+from vlmrm.media.processor import image_factor
+from vlmrm.media.video import resolve_backend
+from vlmrm.modeling.generation import with_lora
+from vlmrm.training.callbacks import EpochSetter
+from vlmrm.training.sft import END_OF_TURN, GenerationSFTTrainer, masked_row, pad_rows
+from vlmrm.vtg.annotations import VTGDataset, read_vtg_jsonl
+from vlmrm.vtg.duration_sampler import BatchSizeLogCallback, DurationBasedBatchSampler
+from vlmrm.vtg.policy import load_policy, save_run
 from vlmrm.vtg.prompting import frame_images, grounding_answer, grounding_prompt
-from vlmrm.vtg.sampler import BatchSizeLogCallback, DurationBasedBatchSampler
-from vlmrm.vtg.temporal import build_encoding
+from vlmrm.vtg.time_encoding import build_encoding
+from vlmrm.vtg.validate import validate_vtg
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ def run_vtg_sft(config) -> dict:
     sections, data, args = config.sections, config.data, config.training
     processor = AutoProcessor.from_pretrained(sections.model.name_or_path)
     train, held_out = vtg_datasets(data, image_factor(processor), args.seed)
-    model, token_ids = load_base(sections.model, data.temporal, processor)
+    model, token_ids = load_policy(sections.model, data.temporal, processor)
     if sections.lora.enabled:
         model = with_lora(model, sections.lora, token_ids)
         model.print_trainable_parameters()
@@ -109,7 +112,7 @@ def run_vtg_sft(config) -> dict:
         )
         batch_log = BatchSizeLogCallback()
         callbacks += [EpochSetter(sampler), batch_log]
-    trainer = SFTTrainer(
+    trainer = GenerationSFTTrainer(
         model=model,
         args=args,
         data_collator=VTGSFTCollator(processor, encoding, sections.max_length),

@@ -1,0 +1,93 @@
+"""Data problems as values: each names the file, the line and the field.
+
+Readers collect *every* problem of a file before raising (a user fixes a CSV once, not once per
+error). Errors stop training before it starts; warnings (e.g. an ``fps_A`` column that disagrees
+with the file) are reported and counted, and ``--strict`` validation turns them into errors.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+Severity = Literal["error", "warning"]
+FILE_KINDS = frozenset({"missing_file", "bad_csv", "missing_column"})
+"""Problems that leave no row of a file usable: ``on_bad_sample: skip`` never skips them."""
+PairT = TypeVar("PairT")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+    severity: Severity = "error"
+    kind: str = "other"
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        column = f" [{self.field}]" if self.field else ""
+        return f"{self.severity}: {where}{column}: {self.message}"
+
+
+class DataValidationError(ValueError):
+    """Raised with every error-level problem found in one pass over the data."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        shown = "\n  ".join(str(p) for p in self.problems[:50])
+        more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
+        super().__init__(f"{len(self.problems)} data problem(s):\n  {shown}{more}")
+
+
+def errors(problems: list[Problem], strict: bool = False) -> list[Problem]:
+    """Problems that must stop a run (warnings too when ``strict``)."""
+    return [p for p in problems if strict or p.severity == "error"]
+
+
+def count_by_kind(problems: list[Problem]) -> dict[str, int]:
+    return dict(Counter(f"{p.severity}:{p.kind}" for p in problems))
+
+
+def enforce_bad_sample_policy(found: list[Problem], on_bad_sample: str) -> None:
+    """``found``: the problems that must not reach training (see :func:`errors`). A file-level one
+    always stops the run; line ones stop it under ``on_bad_sample: error`` and are left to be
+    skipped (and counted) under ``skip``."""
+    if any(p.line is None or p.kind in FILE_KINDS for p in found) or (found and on_bad_sample == "error"):
+        raise DataValidationError(found)
+
+
+def skip_bad_lines(pairs: Sequence[PairT], problems: list[Problem], on_bad_sample: str) -> list[PairT]:
+    """Apply ``on_bad_sample`` to parsed pairs (anything with a ``line``): raise, or drop every pair
+    whose line has an error (warnings keep their pair)."""
+    found = errors(problems)
+    enforce_bad_sample_policy(found, on_bad_sample)
+    bad_lines = {p.line for p in found}
+    return [pair for pair in pairs if pair.line not in bad_lines]
+
+
+def path_escape(file: str, line: int, field: str, path: Path, root: Path) -> Problem | None:
+    """``restrict_paths``: a media path that resolves (after ``..`` and symlinks) outside ``root``."""
+    resolved, inside = path.resolve(), root.resolve()
+    if resolved.is_relative_to(inside):
+        return None
+    return Problem(file, line, field, f"{path} resolves to {resolved}, outside {inside}", kind="path_escape")
+
+
+def encoding_message(err: UnicodeDecodeError) -> str:
+    """The bad byte of a line that is not UTF-8, counted from 1 within the line."""
+    return f"not valid UTF-8 (byte 0x{err.object[err.start]:02x} at byte {err.start + 1} of the line); save the file as UTF-8"
+
+
+@dataclass
+class ValidationReport:
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    def failed(self, strict: bool = False) -> bool:
+        return bool(errors(self.problems, strict))

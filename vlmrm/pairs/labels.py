@@ -1,0 +1,10 @@
+"""Preference labels of pair data and the file kinds that carry them."""
+
+LABEL_VALUES = {"A": 1, "B": -1, "same": 0}
+"""Preference label in the CSV -> y: +1 A better, -1 B better, 0 tie (docs/reward_math.md, "Labels")."""
+
+IMAGE_PAIR_SUFFIXES = (".jsonl", ".json")
+"""Data files with these suffixes hold JSONL image pairs; anything else is a CSV of video pairs."""
+
+OVERALL = "Overall"
+"""Name of the summed, normalised reward over every dimension (VideoAlign's ``Overall``)."""

@@ -1,0 +1,319 @@
+"""CSV video-preference pairs (VideoAlign format) -> labelled pairs -> decoded frames.
+
+CSV columns: ``path_A, path_B, prompt`` plus one label column per evaluated dimension (any names
+the user lists in ``eval_dim``, VideoAlign's are VQ/MQ/TA) holding ``A``, ``B`` or ``same``, and
+optionally ``fps_A, num_frames_A, fps_B, num_frames_B``. Labels map to y = +1 (A better),
+-1 (B better), 0 (tie) — reward_math.md, "Labels". Line numbers in messages are the file's own
+(header = line 1).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from vlmrm.core.problems import Problem, encoding_message, path_escape, skip_bad_lines
+from vlmrm.media.frame_cache import FrameCache
+from vlmrm.media.sampling import QWEN2_IMAGE_FACTOR, FrameSampling
+from vlmrm.media.video import VideoBackend, load_video
+from vlmrm.pairs.labels import LABEL_VALUES
+
+logger = logging.getLogger(__name__)
+
+PATH_COLUMNS = ("path_A", "path_B")
+REQUIRED_COLUMNS = (*PATH_COLUMNS, "prompt")
+DECLARED_COLUMNS = {"A": ("fps_A", "num_frames_A"), "B": ("fps_B", "num_frames_B")}
+HEADER_LINES = 1
+"""CSV line of data row r (0-based) is r + HEADER_LINES + 1."""
+REPLACEMENT_CHAR = "\ufffd"
+"""What an undecodable byte reads as, so the rest of a non-UTF-8 file still parses."""
+
+
+@dataclass(frozen=True)
+class DeclaredVideo:
+    """fps / frame count a CSV row declares for one side (None where the column is absent/empty)."""
+
+    fps: float | None = None
+    num_frames: int | None = None
+
+
+@dataclass(frozen=True)
+class VideoPair:
+    row: int
+    line: int
+    path_a: Path
+    path_b: Path
+    prompt: str
+    labels: tuple[int, ...]
+    declared_a: DeclaredVideo = DeclaredVideo()
+    declared_b: DeclaredVideo = DeclaredVideo()
+
+
+@dataclass
+class VideoPairTable:
+    """Parsed CSV: the pairs kept and what was dropped (and why), for the end-of-load summary."""
+
+    source: Path
+    data_dir: Path
+    eval_dim: list[str]
+    pairs: list[VideoPair]
+    total_rows: int
+    dropped_all_tie_rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        """Per dimension: how many pairs say A, B and same."""
+        names = {value: name for name, value in LABEL_VALUES.items()}
+        counts = {dim: {name: 0 for name in LABEL_VALUES} for dim in self.eval_dim}
+        for pair in self.pairs:
+            for dim, y in zip(self.eval_dim, pair.labels):
+                counts[dim][names[y]] += 1
+        return counts
+
+
+def resolve_data_dir(csv_path: Path, data_dir: str | Path | None) -> Path:
+    """Relative video paths resolve against ``data_dir``, else against the CSV's own folder."""
+    return Path(data_dir) if data_dir else csv_path.parent
+
+
+def resolve_video_path(value: str, data_dir: Path) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else data_dir / path
+
+
+def _declared(row: pd.Series, side: str, file: str, line: int, problems: list[Problem]) -> DeclaredVideo:
+    fps_col, frames_col = DECLARED_COLUMNS[side]
+    values = {}
+    for column, cast in ((fps_col, float), (frames_col, int)):
+        text = row.get(column, "")
+        if text is None or str(text).strip() == "":
+            values[column] = None
+            continue
+        try:
+            number = cast(float(text)) if cast is int else cast(text)
+        except ValueError:
+            problems.append(Problem(file, line, column, f"not a number: {text!r}", kind="bad_number"))
+            values[column] = None
+            continue
+        if number <= 0:
+            problems.append(Problem(file, line, column, f"must be > 0, got {text!r}", kind="bad_number"))
+        values[column] = number
+    return DeclaredVideo(values[fps_col], values[frames_col])
+
+
+def decode_lines(raw: bytes) -> tuple[str, dict[int, UnicodeDecodeError]]:
+    """UTF-8 text of a file (a leading BOM dropped) and the error of each line (from 1) that is not
+    UTF-8; such a line's bad bytes read as U+FFFD."""
+    lines, bad = [], {}
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        encoding = "utf-8-sig" if number == 1 else "utf-8"
+        try:
+            lines.append(line.decode(encoding))
+        except UnicodeDecodeError as err:
+            bad[number] = err
+            lines.append(line.decode(encoding, errors="replace"))
+    return "\n".join(lines), bad
+
+
+def parse_video_pair_csv(
+    csv_path: str | Path,
+    eval_dim: list[str],
+    data_dir: str | Path | None = None,
+    use_tied_data: bool = True,
+    restrict_paths: bool = False,
+) -> VideoPairTable:
+    """Parse a video-pair CSV, collecting every problem in ``table.problems`` (never raises).
+
+    With ``use_tied_data=False`` a row whose every selected dimension is ``same`` is dropped and
+    counted in ``dropped_all_tie_rows`` (reward_math.md): nothing is dropped silently. A row that is
+    not UTF-8, or (``restrict_paths``) whose video path resolves outside the data folder, is a
+    problem of its line and no pair (its text is unknown; the outside file is never opened).
+    """
+    csv_path = Path(csv_path)
+    file = str(csv_path)
+    root = resolve_data_dir(csv_path, data_dir)
+
+    def unusable(problems: list[Problem]) -> VideoPairTable:
+        return VideoPairTable(csv_path, root, list(eval_dim), [], 0, 0, problems)
+
+    if not csv_path.is_file():
+        return unusable([Problem(file, None, None, "CSV file not found", kind="missing_file")])
+    text, bad_encoding = decode_lines(csv_path.read_bytes())
+    if HEADER_LINES in bad_encoding:
+        message = f"header {encoding_message(bad_encoding[HEADER_LINES])}"
+        return unusable([Problem(file, HEADER_LINES, None, message, kind="bad_csv")])
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        return unusable([Problem(file, None, None, f"cannot parse CSV: {err}", kind="bad_csv")])
+    missing = [c for c in (*REQUIRED_COLUMNS, *eval_dim) if c not in frame.columns]
+    if missing:
+        header = ", ".join(frame.columns)
+        return unusable(
+            [
+                Problem(
+                    file,
+                    HEADER_LINES,
+                    column,
+                    f"missing column (header has: {header})",
+                    kind="missing_column",
+                )
+                for column in missing
+            ]
+        )
+
+    problems: list[Problem] = []
+    pairs: list[VideoPair] = []
+    dropped = 0
+    for row_index, row in frame.iterrows():
+        line = int(row_index) + HEADER_LINES + 1
+        if line in bad_encoding:
+            column = next((c for c in frame.columns if REPLACEMENT_CHAR in str(row[c])), None)
+            problems.append(
+                Problem(file, line, column, encoding_message(bad_encoding[line]), kind="bad_encoding")
+            )
+            continue
+        labels = []
+        for dim in eval_dim:
+            value = str(row[dim]).strip()
+            if value not in LABEL_VALUES:
+                valid = ", ".join(LABEL_VALUES)
+                problems.append(
+                    Problem(
+                        file, line, dim, f"unknown label {value!r} (valid: {valid})", kind="unknown_label"
+                    )
+                )
+            labels.append(LABEL_VALUES.get(value, 0))
+        for column in PATH_COLUMNS:
+            if not str(row[column]).strip():
+                problems.append(Problem(file, line, column, "empty video path", kind="missing_video"))
+        declared_a = _declared(row, "A", file, line, problems)
+        declared_b = _declared(row, "B", file, line, problems)
+        paths = {column: resolve_video_path(str(row[column]).strip(), root) for column in PATH_COLUMNS}
+        escaped = [path_escape(file, line, c, paths[c], root) for c in PATH_COLUMNS] if restrict_paths else []
+        if any(escaped):
+            problems += [problem for problem in escaped if problem is not None]
+            continue
+        if not use_tied_data and all(y == 0 for y in labels):
+            dropped += 1
+            continue
+        pairs.append(
+            VideoPair(
+                row=int(row_index),
+                line=line,
+                path_a=paths["path_A"],
+                path_b=paths["path_B"],
+                prompt=str(row["prompt"]),
+                labels=tuple(labels),
+                declared_a=declared_a,
+                declared_b=declared_b,
+            )
+        )
+    if dropped:
+        logger.info(
+            "%s: dropped %d of %d rows whose every dimension in %s is a tie (use_tied_data=false)",
+            file,
+            dropped,
+            len(frame),
+            eval_dim,
+        )
+    return VideoPairTable(csv_path, root, list(eval_dim), pairs, len(frame), dropped, problems)
+
+
+def load_video_pairs(
+    csv_path: str | Path,
+    eval_dim: list[str],
+    data_dir: str | Path | None = None,
+    use_tied_data: bool = True,
+    on_bad_sample: str = "error",
+    problems: list[Problem] | None = None,
+    restrict_paths: bool = False,
+) -> VideoPairTable:
+    """Parse and apply ``on_bad_sample``: ``error`` raises :class:`DataValidationError` listing every
+    error; ``skip`` drops the rows with one (counted by the caller from the same problems).
+
+    ``problems``: what validation found in this file (parsing and videos); default: parsing's own.
+    """
+    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data, restrict_paths)
+    table.pairs = skip_bad_lines(table.pairs, table.problems if problems is None else problems, on_bad_sample)
+    return table
+
+
+def read_video_pair_csv(
+    csv_path: str | Path,
+    eval_dim: list[str],
+    data_dir: str | Path | None = None,
+    use_tied_data: bool = True,
+    restrict_paths: bool = False,
+) -> VideoPairTable:
+    """:func:`parse_video_pair_csv`, raising :class:`DataValidationError` listing every error."""
+    return load_video_pairs(csv_path, eval_dim, data_dir, use_tied_data, "error", None, restrict_paths)
+
+
+class VideoPairDataset(Dataset):
+    """Decodes both videos of a pair in ``__getitem__``, so DataLoader workers do the decoding.
+
+    Item: ``{"video_A": DecodedVideo, "video_B": DecodedVideo, "prompt": str,
+    "labels": float tensor (D,), "pair_id": int}`` where D = len(eval_dim).
+    """
+
+    def __init__(
+        self,
+        table: VideoPairTable,
+        sampling: FrameSampling,
+        backend: VideoBackend,
+        image_factor: int = QWEN2_IMAGE_FACTOR,
+        seed: int = 0,
+        cache_in_memory: bool = False,
+        frame_cache: FrameCache | None = None,
+    ):
+        for option, on in (("cache_videos_in_memory", cache_in_memory), ("frame_cache_dir", frame_cache)):
+            if on and sampling.sample_type != "uniform":
+                raise ValueError(f"{option} needs sample_type: uniform (random sampling differs per epoch)")
+        self.table = table
+        self.sampling = sampling
+        self.backend = backend
+        self.image_factor = image_factor
+        self.seed = seed
+        self.epoch = 0
+        self._memory: dict[Path, object] | None = {} if cache_in_memory else None
+        self.frame_cache = frame_cache
+
+    def __len__(self) -> int:
+        return len(self.table.pairs)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random frame sampling draws new frames each epoch, reproducibly for a seed."""
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.table.pairs[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        videos = {
+            f"video_{side}": self._load(path, rng) for side, path in (("A", pair.path_a), ("B", pair.path_b))
+        }
+        return {
+            **videos,
+            "prompt": pair.prompt,
+            "labels": torch.tensor(pair.labels, dtype=torch.float32),
+            "pair_id": pair.row,
+        }
+
+    def _decode(self, path: Path, rng: np.random.Generator):
+        if self.frame_cache is not None:
+            return self.frame_cache.load(path, self.sampling, self.backend, self.image_factor)
+        return load_video(path, self.sampling, self.backend, self.image_factor, rng)
+
+    def _load(self, path: Path, rng: np.random.Generator):
+        if self._memory is None:
+            return self._decode(path, rng)
+        if path not in self._memory:
+            self._memory[path] = self._decode(path, rng)
+        return self._memory[path]

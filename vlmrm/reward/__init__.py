@@ -1,0 +1,3 @@
+"""The reward-model task: pair losses and metrics, prompt templates, the pair collator, the
+``RewardTrainer``, training, evaluation, scoring and the report.
+"""

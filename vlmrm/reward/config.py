@@ -1,0 +1,331 @@
+"""Typed configuration: one dataclass per concern, loaded from YAML through ``HfArgumentParser``.
+
+A run is described by three dataclasses — :class:`ModelConfig`, :class:`DataConfig` and
+:class:`RewardTrainingArguments` (a ``transformers.TrainingArguments`` subclass) — so every key a
+VideoAlign / HF Trainer user knows keeps its name and meaning. YAML values and command-line
+overrides go through the same argparse parser, which is why ``learning_rate: 1e-5`` (a *string* to
+PyYAML) still arrives as a float and why ``train_rm.py cfg.yaml --learning_rate 5e-6`` works.
+Unknown keys are errors that name the key and suggest the closest valid one: a typo must never be
+silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from transformers import TrainingArguments
+
+from vlmrm.core.config import ConfigError, as_str_list, option, parse_dataclasses
+from vlmrm.media.sampling import (
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_MIN_FRAME_PIXELS,
+    DEFAULT_VIDEO_FPS,
+    FPS_MAX_FRAMES,
+    FPS_MIN_FRAMES,
+)
+from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES
+
+
+@dataclass
+class ModelConfig:
+    """Backbone, reward head, freezing and LoRA options (VideoAlign names)."""
+
+    task: Literal["reward_model"] = option(
+        "reward_model",
+        "The job this YAML runs (vlmrm.tasks); vtg_sft / vtg_grpo YAMLs have their own layout.",
+    )
+    model_name_or_path: str | None = option(None, "Local path or hub id of the Qwen-VL backbone.")
+    torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = option(
+        "auto", "dtype the backbone is loaded in; 'auto' follows bf16/fp16 of the training arguments."
+    )
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = option(
+        "sdpa", "Attention kernel; flash_attention_2 needs the flash-attn package."
+    )
+    output_dim: int | None = option(
+        None,
+        "Outputs of the reward head: len(eval_dim); with reward_token=special 1 (a head shared by the "
+        "dimensions' tokens, default) or len(eval_dim) (token d reads output d). Unset = derived.",
+    )
+    use_special_tokens: bool = option(False, "Add one reward token per dimension, e.g. <|VQ_reward|>.")
+    reward_token: Literal["last", "mean", "special"] = option(
+        "last",
+        "Where the reward is read: last non-pad token, masked mean over tokens, or the special tokens.",
+    )
+    reward_head: Literal["linear", "mlp"] = option(
+        "linear", "Reward head: linear hidden->output_dim, or a 2-layer MLP."
+    )
+    freeze_vision_tower: bool = option(False, "Freeze the ViT (not the merger).", aliases=["freeze_vit"])
+    freeze_llm: bool = option(False, "Freeze the language model.")
+    tune_merger: bool = option(False, "Train the vision->LLM merger even when the vision tower is frozen.")
+    lora_enable: bool = option(False, "Train LoRA adapters on the LLM instead of its full weights.")
+    vision_lora: bool = option(False, "Also put LoRA adapters on the vision tower.")
+    lora_r: int = option(64, "LoRA rank.")
+    lora_alpha: int = option(128, "LoRA alpha.")
+    lora_dropout: float = option(0.05, "LoRA dropout.")
+    lora_namespan_exclude: list[str] = option(
+        ["lm_head", "rm_head", "embed_tokens"], "Module name fragments never wrapped with LoRA."
+    )
+    num_lora_modules: int = option(-1, "LoRA on the last N matching modules; -1 = all.")
+    init_from: str | None = option(
+        None, "Start from an existing vlmrm reward checkpoint (its weights, head and reward tokens)."
+    )
+
+    def __post_init__(self) -> None:
+        self.lora_namespan_exclude = as_str_list(self.lora_namespan_exclude, "lora_namespan_exclude")
+
+
+@dataclass
+class DataConfig:
+    """Where the preference data lives and how videos are sampled (qwen-vl-utils rules)."""
+
+    meta_data: str | None = option(
+        None, "Training data: CSV video pairs or JSONL image pairs.", aliases=["dataset_path"]
+    )
+    meta_data_test: str | None = option(None, "Held-out CSV in the same format.")
+    data_dir: str | None = option(
+        None, "Folder the CSV's relative video paths are resolved against; unset = the CSV's folder."
+    )
+    restrict_paths: bool = option(
+        False,
+        "Every media path of a data file (CSV videos, JSONL images) must resolve, after '..' and symlinks, "
+        "inside data_dir (image_dir for images; unset = the data file's folder); one outside is a "
+        "validation problem of its line.",
+    )
+    eval_dim: list[str] = option(["VQ", "MQ", "TA"], "Label columns to learn, one reward each (1..N).")
+    use_tied_data: bool = option(
+        True, "Keep tie ('same') labels; false drops rows whose every selected dimension is a tie."
+    )
+    prompt_template_type: str = option(
+        "simple", "Prompt template name (vlmrm.data.templates): none, simple, video_score, detailed, ..."
+    )
+    video_position: Literal["before_text", "after_text"] = option(
+        "before_text", "Where the video sits in the user turn: before the prompt (VideoAlign) or after it."
+    )
+    fps: float = option(
+        DEFAULT_VIDEO_FPS, "Frames sampled per second of video (ignored if num_frames is set)."
+    )
+    num_frames: int | None = option(None, "Sample exactly this many frames per video instead of by fps.")
+    min_frames: int = option(FPS_MIN_FRAMES, "Fewest frames sampled per video when sampling by fps.")
+    max_frames: int = option(FPS_MAX_FRAMES, "Most frames sampled per video when sampling by fps.")
+    max_frame_pixels: int = option(DEFAULT_MAX_FRAME_PIXELS, "Max pixels per frame (448*448 = 200704).")
+    min_frame_pixels: int = option(DEFAULT_MIN_FRAME_PIXELS, "Min pixels per frame (qwen-vl-utils default).")
+    sample_type: Literal["uniform", "random"] = option(
+        "uniform", "uniform: evenly spaced frames; random: one random frame per equal segment."
+    )
+    video_backend: Literal["auto", "decord", "pyav", "torchcodec"] = option(
+        "auto", "Video decoder; auto = torchcodec if it works, else decord, else PyAV."
+    )
+    cache_videos_in_memory: bool = option(
+        False, "Keep decoded frames in RAM after first use (small data sets; uniform sampling only)."
+    )
+    frame_cache_dir: str | None = option(
+        None,
+        "Keep decoded, resized frames on local disk here (vlmrm.data.frame_cache), keyed by file and "
+        "every sampling parameter; fill ahead with python -m vlmrm.data.precache. Uniform sampling only.",
+    )
+    frame_cache_max_gb: float = option(
+        50.0, "Frame cache size limit in GiB; least-recently-used entries are deleted beyond it."
+    )
+    data_format: Literal["auto", "video_pairs", "chosen_rejected", "ranking", "image_preference"] = option(
+        "auto",
+        "auto: .csv = video pairs, .jsonl = image pairs with the schema detected per line; or force a "
+        "JSONL schema (vlmrm.data.image_pairs).",
+    )
+    image_dir: str | None = option(
+        None, "Folder relative image paths of JSONL data resolve against (default: its folder)."
+    )
+    max_train_samples: int | None = option(None, "Train on the first N pairs only (None = all).")
+    use_irrelevant_queries: bool = option(
+        False, "Image data: add irrelevant-query pairs (matched image above an unrelated one, same text)."
+    )
+    num_irrelevant_pairs: int = option(
+        1, "Irrelevant pairs per sample (training with use_irrelevant_queries; evaluation always, when > 0)."
+    )
+    on_bad_sample: Literal["error", "skip"] = option(
+        "error",
+        "A bad row / line or media file stops the run before training (error) or is skipped and counted.",
+    )
+    min_pixels: int | None = option(None, "Min pixels of an image input (images only).")
+    max_pixels: int | None = option(None, "Max pixels of an image input (images only).")
+
+    def is_image_data(self, path: str | None = None) -> bool:
+        """JSONL image pairs (by suffix, or a JSONL schema named in ``data_format``) vs CSV video pairs."""
+        if self.data_format != "auto":
+            return self.data_format != "video_pairs"
+        return Path(path or self.meta_data or "").suffix.lower() in IMAGE_PAIR_SUFFIXES
+
+    def image_size(self) -> dict | None:
+        """Qwen-VL image-processor size bounds from ``min_pixels`` / ``max_pixels`` (None: its defaults)."""
+        if self.min_pixels is None and self.max_pixels is None:
+            return None
+        size = {}
+        if self.min_pixels is not None:
+            size["shortest_edge"] = self.min_pixels
+        if self.max_pixels is not None:
+            size["longest_edge"] = self.max_pixels
+        return size
+
+    def __post_init__(self) -> None:
+        self.eval_dim = as_str_list(self.eval_dim, "eval_dim")
+        if self.is_image_data() and len(self.eval_dim) != 1:
+            raise ConfigError(
+                f"eval_dim: image-pair data carries one preference per pair; give one name, got {self.eval_dim}"
+            )
+        if not self.eval_dim:
+            raise ConfigError("eval_dim: list at least one label column")
+        if len(set(self.eval_dim)) != len(self.eval_dim):
+            raise ConfigError(f"eval_dim: repeated dimension in {self.eval_dim}")
+        if self.num_frames is not None and self.num_frames < 2:
+            raise ConfigError(f"num_frames: must be >= 2 (temporal patch), got {self.num_frames}")
+        if self.fps <= 0:
+            raise ConfigError(f"fps: must be > 0, got {self.fps}")
+        if self.min_frames > self.max_frames:
+            raise ConfigError(f"min_frames ({self.min_frames}) > max_frames ({self.max_frames})")
+        if self.min_frame_pixels > self.max_frame_pixels:
+            raise ConfigError(
+                f"min_frame_pixels ({self.min_frame_pixels}) > max_frame_pixels ({self.max_frame_pixels})"
+            )
+
+
+BEST_MODEL_METRIC = "accuracy_mean"
+"""Default for load_best_model_at_end / early stopping: mean held-out accuracy over the dimensions."""
+
+
+@dataclass
+class RewardTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the reward-model options of VideoAlign and TRL's RewardConfig."""
+
+    loss_type: Literal["bt", "btt", "margin", "reg"] = option(
+        "btt", "bt: Bradley-Terry; btt: BT with ties (Rao-Kupper); margin: BT with a margin; reg: MSE."
+    )
+    tie_k: float = option(5.0, "Rao-Kupper tie parameter k > 1 of the btt loss.")
+    learn_tie_k: bool = option(False, "btt: learn one k > 1 per dimension (starting at tie_k).")
+    margin: float = option(0.5, "Fixed margin m of the margin loss.")
+    merger_lr: float | None = option(None, "Learning rate of the merger; unset = learning_rate.")
+    vision_lr: float | None = option(None, "Learning rate of the vision tower; unset = learning_rate.")
+    special_token_lr: float | None = option(None, "Learning rate of the reward-token embeddings.")
+    head_lr: float | None = option(None, "Learning rate of the reward head; unset = learning_rate.")
+    merge_pair_forward: bool = option(
+        True, "Run both videos of each pair through one forward (pad to a common length, split after)."
+    )
+    logging_epochs: float | None = option(
+        None, "Log every this fraction of an epoch (overrides logging_steps)."
+    )
+    eval_epochs: float | None = option(
+        None, "Evaluate every this fraction of an epoch (overrides eval_steps)."
+    )
+    save_epochs: float | None = option(None, "Save every this fraction of an epoch (overrides save_steps).")
+    save_full_model: bool = option(False, "Also save the merged full model, not only adapters/head.")
+    irrelevant_loss_weight: float = option(1.0, "Weight of the BT loss of irrelevant-query pairs.")
+    use_margin_loss: bool = option(False, "Scorer-reference name for loss_type: margin (with `margin`).")
+    score_min: float | None = option(None, "Lower end of the reward range (soft clamp, see RewardHead).")
+    score_max: float | None = option(None, "Upper end of the reward range (soft clamp, see RewardHead).")
+    disable_dropout: bool = option(False, "Set every dropout probability of the model to 0 (as TRL does).")
+    experiment_name: str | None = option(
+        None, "Write the run to output_dir/<experiment_name>_<YYYYmmdd_HHMMSS> (a new folder every run)."
+    )
+    early_stopping_patience: int | None = option(
+        None, "Stop after this many evaluations without improvement of metric_for_best_model."
+    )
+    early_stopping_threshold: float = option(0.0, "Smallest improvement that counts for early stopping.")
+    load_weights_only: bool = option(
+        False, "With resume_from_checkpoint: take the weights only; fresh optimizer, scheduler and step 0."
+    )
+    skip_nonfinite_loss: bool = option(
+        False,
+        "A NaN/inf training loss stops the run naming the step and the batch's sample ids; true skips "
+        "that optimizer step instead (its gradients dropped; counted as skipped_nonfinite_steps).",
+    )
+    normalization_pairs: int | None = option(
+        None,
+        "After training, store each dimension's reward mean/std over this many training pairs (both "
+        "videos) in the checkpoint, for normalised rewards and Overall. None = all pairs, 0 = skip.",
+    )
+    max_length: int | None = option(
+        None, "Max tokens per sequence (guards against OOM).", aliases=["max_seq_length"]
+    )
+    remove_unused_columns: bool = option(False, "Kept False: the collator needs every dataset field.")
+    warmup_ratio: float | None = option(
+        None, "Warm-up as a fraction of all steps (transformers 5 takes it as a float warmup_steps < 1)."
+    )
+
+    def __post_init__(self) -> None:
+        if self.warmup_ratio is not None:
+            if not 0 <= self.warmup_ratio < 1:
+                raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+            self.warmup_steps = self.warmup_ratio
+        if self.tie_k <= 1:
+            raise ConfigError(f"tie_k: the Rao-Kupper parameter must be > 1, got {self.tie_k}")
+        if self.use_margin_loss:
+            self.loss_type = "margin"
+        if (self.score_min is None) != (self.score_max is None) or (
+            self.score_min is not None and self.score_min >= self.score_max
+        ):
+            raise ConfigError(
+                f"score_min / score_max: give both, min < max (got {self.score_min}, {self.score_max})"
+            )
+        if self.early_stopping_patience is not None or self.load_best_model_at_end:
+            self.load_best_model_at_end = True
+            self.metric_for_best_model = self.metric_for_best_model or BEST_MODEL_METRIC
+            if self.metric_for_best_model == BEST_MODEL_METRIC:
+                self.greater_is_better = True
+        for name, strategy in (
+            ("logging_epochs", "logging_strategy"),
+            ("eval_epochs", "eval_strategy"),
+            ("save_epochs", "save_strategy"),
+        ):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {value}")
+            if value is not None:  # the step interval is set once the data size is known (train.py)
+                setattr(self, strategy, "steps")
+        super().__post_init__()
+
+
+CONFIG_CLASSES = (ModelConfig, DataConfig, RewardTrainingArguments)
+
+
+@dataclass
+class RunConfig:
+    """The three parsed concerns of one run."""
+
+    model: ModelConfig
+    data: DataConfig
+    training: RewardTrainingArguments
+
+    def __post_init__(self) -> None:
+        check_cross_fields(self.model, self.data)
+
+
+def check_cross_fields(model: ModelConfig, data: DataConfig) -> None:
+    """Checks that span two dataclasses; fills ``output_dim`` when unset.
+
+    Number of rewards = len(eval_dim). With ``reward_token: special`` each dimension reads its own
+    token, through one shared head output (``output_dim: 1``, the default, as in VideoAlign's
+    configs) or its own head row (``output_dim: len(eval_dim)``, VideoAlign's diagonal); otherwise
+    one position yields all of them.
+    """
+    num_dims = len(data.eval_dim)
+    if model.reward_token == "special":
+        if not model.use_special_tokens:
+            raise ConfigError("reward_token: 'special' needs use_special_tokens: true")
+        allowed = sorted({1, num_dims})
+    else:
+        allowed = [num_dims]
+    if model.output_dim is None:
+        model.output_dim = allowed[0]
+    elif model.output_dim not in allowed:
+        raise ConfigError(
+            f"output_dim: {model.output_dim} does not fit reward_token={model.reward_token!r} with "
+            f"{num_dims} eval_dim {data.eval_dim}; expected {' or '.join(map(str, allowed))}"
+        )
+
+
+def parse_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
+) -> RunConfig:
+    """A training run's :class:`RunConfig` from YAML / overrides / values (see :func:`parse_dataclasses`)."""
+    model, data, training = parse_dataclasses(CONFIG_CLASSES, path, overrides, values)
+    return RunConfig(model=model, data=data, training=training)

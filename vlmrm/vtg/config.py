@@ -1,0 +1,139 @@
+"""The VTG training YAML (``task: vtg_sft`` / ``vtg_grpo``) in the reference's nested layout.
+
+    task: vtg_sft                  # or vtg_grpo
+    data_config: vtg/data.yaml     # the nested data YAML (vlmrm.vtg.data_config), or the mapping inline
+    model: {name_or_path, torch_dtype, attn_implementation}
+    lora: {enabled, r, lora_alpha, lora_dropout, target_modules}
+    training: {...}                # HF TrainingArguments (SFT) / TRL GRPOConfig (GRPO) keys
+    rl: {algorithm, num_generations, temperature, kl_coef, clip_range, max_completion_length, sft_checkpoint}
+    rewards: [{name: temporal_iou, weight: 1.0}, {name: segment_overlap, weight: 0.5, mode: recall}]
+
+Every section is checked key by key (unknown keys name their dotted path; ``model``, ``lora``, the
+overrides and ``training_arguments`` are shared with ``grm_sft`` in :mod:`vlmrm.task_config`), ``training`` by
+``HfArgumentParser`` (unknown keys are an error there too). Command-line overrides: ``--key value``
+goes to ``training`` (the launcher's ``--use_cpu true --ddp_backend gloo`` land there), a dotted
+``--model.name_or_path X`` to that section.
+
+Batch sizes: ``training.per_device_train_batch_size`` / ``per_device_eval_batch_size`` when given,
+else the data config's ``dataloader.batch_size`` / ``validation.batch_size``; the data loader's
+workers, prefetch and pinning come from ``dataloader`` unless ``training`` sets them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vlmrm.core.config import ConfigError, option, read_sections, training_arguments
+from vlmrm.modeling.generation import LoraSection, ModelSection
+from vlmrm.vtg.data_config import VTGDataConfig, load_vtg_data_config
+
+VTG_TASKS = ("vtg_sft", "vtg_grpo")
+RewardName = Literal["temporal_iou", "segment_overlap"]
+
+
+@dataclass
+class RLSection:
+    algorithm: Literal["grpo", "r1"] = option("grpo", "grpo: TRL GRPOTrainer, loss_type grpo.")
+    num_generations: int = option(4, "Completions sampled per prompt (the GRPO group).")
+    temperature: float = option(0.7, "Sampling temperature of the completions.")
+    kl_coef: float = option(0.05, "KL coefficient beta against the starting policy (0: no reference model).")
+    clip_range: float = option(0.2, "PPO clip range epsilon of the importance ratio.")
+    max_completion_length: int = option(32, "Most tokens generated per completion.")
+    sft_checkpoint: str | None = option(
+        None, "The vtg_sft output (adapter) to start from; unset: the base model."
+    )
+
+    def __post_init__(self) -> None:
+        if self.algorithm == "r1":
+            raise ConfigError(
+                "rl.algorithm: 'r1' names DeepSeek-R1's recipe, whose policy objective is GRPO itself; use "
+                "algorithm: grpo (TRL loss_type 'grpo'). Other objectives (dr_grpo, dapo) go in "
+                "training.loss_type."
+            )
+
+
+@dataclass
+class RewardEntry:
+    name: RewardName = option("temporal_iou", "temporal_iou or segment_overlap.")
+    weight: float = option(1.0, "Weight of this reward in the sum GRPO normalises per group.")
+    mode: Literal["recall", "precision", "f1"] | None = option(
+        None, "segment_overlap only: recall, precision or f1 (default recall)."
+    )
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.name != "segment_overlap":
+            raise ConfigError(f"mode: only segment_overlap takes a mode, not {self.name}")
+
+
+@dataclass
+class VTGTaskSections:
+    task: Literal["vtg_sft", "vtg_grpo"] = option("vtg_sft", "Which VTG job.")
+    data_config: Any = option(None, "Path of the nested data YAML, or the mapping itself.")
+    model: ModelSection = field(default_factory=ModelSection, metadata={"help": "Base model."})
+    lora: LoraSection = field(default_factory=LoraSection, metadata={"help": "LoRA adapters."})
+    training: dict = field(default_factory=dict, metadata={"help": "TrainingArguments / GRPOConfig keys."})
+    rl: RLSection = field(default_factory=RLSection, metadata={"help": "GRPO settings."})
+    rewards: list[RewardEntry] = field(
+        default_factory=lambda: [RewardEntry()], metadata={"help": "GRPO rewards and weights."}
+    )
+    max_length: int | None = option(
+        None, "SFT: longest prompt + answer in tokens; longer samples are an error."
+    )
+
+
+@dataclass
+class VTGTaskConfig:
+    sections: VTGTaskSections
+    data: VTGDataConfig
+    training: Any  # transformers.TrainingArguments or trl.GRPOConfig
+    source: str
+
+
+def training_class(task: str) -> type:
+    """TRL's ``GRPOConfig`` for GRPO, plain ``TrainingArguments`` for SFT."""
+    if task == "vtg_grpo":
+        from trl import GRPOConfig
+
+        return GRPOConfig
+    from transformers import TrainingArguments
+
+    return TrainingArguments
+
+
+def load_vtg_task_config(path: str | Path | None = None, overrides: list[str] | None = None, values=None):
+    """The whole VTG job: sections, the data config (file or inline) and the training arguments."""
+    sections, flat, source = read_sections(VTGTaskSections, path, overrides, values)
+    if sections.data_config is None:
+        raise ConfigError(f"{source}: data_config: required (path of the data YAML or its mapping)")
+    data_source = sections.data_config
+    if isinstance(data_source, str) and path is not None and not Path(data_source).is_absolute():
+        candidate = Path(data_source)
+        data_source = str(candidate if candidate.exists() else Path(path).parent / candidate)
+    data = load_vtg_data_config(data_source)
+    training = sections.training
+    defaults = {
+        "per_device_train_batch_size": data.dataloader.batch_size,
+        "per_device_eval_batch_size": data.validation.batch_size,
+        "dataloader_num_workers": data.dataloader.num_workers,
+        "dataloader_pin_memory": data.dataloader.pin_memory,
+        "remove_unused_columns": False,
+    }
+    if data.dataloader.num_workers > 0:
+        defaults["dataloader_prefetch_factor"] = data.dataloader.prefetch_factor
+    if sections.task == "vtg_grpo":
+        rl = sections.rl
+        defaults.update(
+            num_generations=rl.num_generations,
+            temperature=rl.temperature,
+            beta=rl.kl_coef,
+            epsilon=rl.clip_range,
+            loss_type="grpo",
+            max_completion_length=rl.max_completion_length,
+            reward_weights=[entry.weight for entry in sections.rewards],
+        )
+    args = training_arguments(
+        training_class(sections.task), {**defaults, **training}, flat, f"outputs/{sections.task}"
+    )
+    return VTGTaskConfig(sections, data, args, source)

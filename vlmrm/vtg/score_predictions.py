@@ -1,0 +1,83 @@
+"""Score a VTG JSONL's `pred` field against its `timestamp`, without a model.
+
+Usage: `python -m vlmrm.vtg.evaluate --file data.jsonl --output_dir DIR` writes
+- DIR/vtg_metrics.json: `vtg_metrics` of the file (R@0.3/0.5/0.7, mIoU, count, unparsed, per difficulty
+  bucket) plus the source path;
+- DIR/vtg_predictions.jsonl: one line per sample: line, qid, timestamp, pred (as scored, or null), iou.
+
+`pred` goes through the same rules as a parsed model answer (`temporal.normalize_segment`): two finite
+numbers, swapped when reversed, clamped to [0, duration]; anything else (missing, null, a string, NaN,
+wrong length) is unparseable and scores IoU 0. The ground truth must be valid: `duration` > 0 and
+0 <= start < end <= duration (seconds of the trimmed clip); otherwise every bad line is reported at once
+in a `DataValidationError`, because a metric over silently skipped samples would not be comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vlmrm.core.problems import DataValidationError, errors
+from vlmrm.vtg.annotations import parse_vtg_jsonl
+from vlmrm.vtg.metrics import temporal_iou, vtg_metrics
+from vlmrm.vtg.time_encoding import normalize_segment
+
+METRICS_FILE = "vtg_metrics.json"
+PREDICTIONS_FILE = "vtg_predictions.jsonl"
+
+
+def read_prediction_records(jsonl_path: str | Path) -> list[dict]:
+    """Per sample: {"line", "qid", "timestamp", "pred" (normalised or None), "difficulty"}, read by
+    :func:`vlmrm.vtg.data.parse_vtg_jsonl` (the training parser: same checks, same messages).
+
+    Raises:
+        DataValidationError: with every line whose JSON or ground truth is invalid.
+    """
+    table = parse_vtg_jsonl(jsonl_path)
+    found = errors(table.problems)
+    if found:
+        raise DataValidationError(found)
+    return [
+        {
+            "line": sample.line,
+            "qid": sample.qid,
+            "timestamp": list(sample.timestamp),
+            "pred": None if sample.pred is None else normalize_segment(*sample.pred, sample.duration),
+            "difficulty": sample.difficulty,
+        }
+        for sample in table.samples
+    ]
+
+
+def write_results(records: list[dict], out_dir: str | Path, source: str, extra: dict | None = None) -> dict:
+    """`vtg_metrics.json` (+ ``extra``, e.g. the parse rate) and `vtg_predictions.jsonl` (one line per
+    record, with its IoU and any extra keys such as the generated text); returns the metrics."""
+    metrics = {**vtg_metrics(records), **(extra or {}), "file": source}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    with (out / PREDICTIONS_FILE).open("w") as handle:
+        for r in records:
+            row = {**r, "pred": None if r["pred"] is None else list(r["pred"])}
+            handle.write(json.dumps({**row, "iou": temporal_iou(r["pred"], r["timestamp"])}) + "\n")
+    return metrics
+
+
+def evaluate_predictions(jsonl_path: str | Path, out_dir: str | Path) -> dict:
+    """Write `vtg_metrics.json` and `vtg_predictions.jsonl` for a JSONL with `pred`; return the metrics."""
+    return write_results(read_prediction_records(jsonl_path), out_dir, str(jsonl_path))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--file", required=True, type=Path, help="JSONL with timestamp, duration and pred")
+    parser.add_argument("--output_dir", required=True, type=Path, help="where the two result files go")
+    args = parser.parse_args(argv)
+    metrics = evaluate_predictions(args.file, args.output_dir)
+    shown = {k: v for k, v in metrics.items() if k not in ("by_difficulty", "difficulty_edges", "file")}
+    print(json.dumps(shown))
+
+
+if __name__ == "__main__":
+    main()
