@@ -19,7 +19,7 @@ from vlmrm.reward.evaluate import find_checkpoints, parse_eval_config, run_evalu
 from vlmrm.reward.metrics import kendall_tau_b, spearman_rho
 from vlmrm.reward.train import build_datasets, build_trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 COMPARED = ("accuracy", "accuracy_with_ties", "tie_eps", "margin_mean")

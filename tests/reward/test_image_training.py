@@ -19,7 +19,7 @@ from vlmrm.testing.synthetic import PALETTE
 from vlmrm.testing.synthetic_images import RESPONSE_SCHEMAS, SyntheticImageConfig, generate_image_pairs
 from vlmrm.testing.tiny import tiny_checkpoint
 
-IMAGE_CONFIG = Path(__file__).resolve().parents[1] / "training_configs" / "image_quickstart_cpu.yaml"
+IMAGE_CONFIG = Path(__file__).resolve().parents[2] / "training_configs" / "image_quickstart_cpu.yaml"
 
 
 def named_colour(text: str) -> str:
@@ -149,7 +149,7 @@ def test_irrelevant_queries_ground_a_model_that_wording_alone_would_not(tiny_cac
 def test_irrelevant_augmentation_trains_under_two_process_ddp(tiny_cache, tmp_path):
     """torchrun, 2 CPU processes: every rank builds the same seeded irrelevant pairs for its own
     indices; losses of both kinds are logged and the run finishes."""
-    from tests.test_e2e_training import launch, write_config
+    from tests.reward.test_e2e_training import launch, write_config
 
     data = generate_image_pairs(SyntheticImageConfig(tmp_path / "img", num_train=24, num_test=6))
     cfg = image_run(data, tmp_path / "out", tiny_cache)  # the shipped image config, with these paths

@@ -17,7 +17,7 @@ import torch
 from vlmrm.modeling.reward_model import RewardSpec, attach_spec, reward_model_class
 from vlmrm.reward.collator import split_rows
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu_step.py"
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_step.py"
 ROW_KEYS = {
     "forward",
     "gradient_checkpointing",

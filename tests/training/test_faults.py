@@ -14,7 +14,7 @@ import torch
 from transformers import TrainerCallback
 
 from tests.conftest import tiny_run_values
-from tests.test_e2e_training import ROOT, launch, write_config
+from tests.reward.test_e2e_training import ROOT, launch, write_config
 from vlmrm.modeling.loading import load_reward_model
 from vlmrm.reward.config import parse_config
 from vlmrm.reward.train import run_training

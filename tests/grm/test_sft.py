@@ -33,7 +33,7 @@ from vlmrm.grm.sft_data import (
 from vlmrm.testing.tiny import tiny_checkpoint
 from vlmrm.training.sft import IGNORE_INDEX
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = ROOT / "training_configs" / "grm_sft_tiny.yaml"
 IMAGE_SIZE = 56
 NUM_PAIRS = 6

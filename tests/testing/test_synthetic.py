@@ -19,7 +19,7 @@ from vlmrm.media.video import BACKENDS, probe_video
 from vlmrm.testing import synthetic as syn
 from vlmrm.testing.synthetic import SyntheticVideoConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEADER = ["path_A", "path_B", "prompt", "VQ", "MQ", "TA", "fps_A", "num_frames_A", "fps_B", "num_frames_B"]
 EXPECTED_NOISY = syn.NOISE_RESIDUAL_PER_SIGMA * syn.NOISE_SIGMA  # ~24 grey levels, from the formula
 SMOOTH_MAX_JITTER = 1.5  # px: integer rounding of a linear path moves the centre by <= 1 px per frame

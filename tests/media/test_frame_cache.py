@@ -23,7 +23,7 @@ from vlmrm.reward.config import parse_config
 from vlmrm.reward.train import build_datasets
 from vlmrm.testing.tiny import tiny_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = FrameSampling(num_frames=4, min_pixels=56 * 56, max_pixels=56 * 56)
 
 

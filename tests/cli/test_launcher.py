@@ -19,7 +19,7 @@ import pytest
 from transformers import TrainingArguments
 from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DS_CONFIGS = sorted((REPO / "ds_config").glob("*.json"))
 
 FAKE_PYTHON = """#!/bin/sh

@@ -21,7 +21,7 @@ from vlmrm.reward.config import parse_config
 from vlmrm.reward.train import build_datasets, build_trainer, run_training
 from vlmrm.testing.tiny import tiny_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

@@ -13,7 +13,7 @@ from vlmrm.core.problems import DataValidationError
 from vlmrm.vtg.metrics import difficulty_bucket, difficulty_edges, segment_overlap, temporal_iou, vtg_metrics
 from vlmrm.vtg.score_predictions import METRICS_FILE, PREDICTIONS_FILE, evaluate_predictions
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from vlmrm.vtg.config import load_vtg_task_config
 from vlmrm.vtg.data_config import load_vtg_data_config
 from vlmrm.vtg.evaluate import parse_vtg_eval_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "training_configs").rglob("*.yaml"))
 GENERATED = ("data", "outputs", "evaluation_results")
 """Top-level folders that runs create (quickstart data, outputs): not expected in a checkout."""

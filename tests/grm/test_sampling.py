@@ -269,7 +269,7 @@ def test_hf_engine_generates_for_video_pairs(tmp_path, tiny_cache, make_video):
     assert all(line["generated_text"] is not None for line in processed)
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("task", ["t2i", "t2v"])

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from transformers import AutoProcessor
 
-from tests.test_e2e_training import launch
+from tests.reward.test_e2e_training import launch
 from vlmrm.cli.tasks import run_eval_task, task_of
 from vlmrm.core.config import ConfigError
 from vlmrm.media.processor import image_factor
@@ -26,7 +26,7 @@ from vlmrm.vtg.policy import load_trained
 from vlmrm.vtg.sft import VTGSFTCollator, run_vtg_sft, vtg_datasets
 from vlmrm.vtg.time_encoding import SecondsEncoding
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SFT_CONFIG = ROOT / "training_configs" / "vtg_sft_tiny.yaml"
 GRPO_CONFIG = ROOT / "training_configs" / "vtg_grpo_tiny.yaml"
 

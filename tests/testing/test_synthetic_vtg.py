@@ -24,7 +24,7 @@ from vlmrm.testing.synthetic_vtg import (
     plan_clip,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VISIBLE = 0.5  # >= half the shape's pixels match its colour after decoding (measured: >= 0.85)
 ABSENT = 0.05  # <= 5% of a shape's area matches elsewhere (measured: 0 pixels)
 REQUIRED = {"video", "duration", "timestamp", "sentence"}
