@@ -67,7 +67,9 @@ def violations(root: Path) -> list[str]:
             if target not in LAYERS:
                 problems.append(f"{where}: imports vlmrm.{target or '<root>'}, which is in no layer")
             elif target != own and LAYERS[target] >= LAYERS[own]:
-                problems.append(f"{where}: {own} (layer {LAYERS[own]}) imports {target} (layer {LAYERS[target]})")
+                problems.append(
+                    f"{where}: {own} (layer {LAYERS[own]}) imports {target} (layer {LAYERS[target]})"
+                )
     return problems
 
 
