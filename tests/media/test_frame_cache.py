@@ -130,6 +130,7 @@ def _hammer(args):
     return torch.stack(frames)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_of_one_key_never_expose_a_partial_entry(make_video, tmp_path):
     path = make_video("v.mp4")
     expected = load_video(path, SMALL, resolve_backend("pyav")).frames
@@ -146,6 +147,7 @@ def test_random_sampling_cannot_be_cached(synthetic_pairs, tmp_path):
         VideoPairDataset(table, random, resolve_backend("pyav"), frame_cache=FrameCache(tmp_path / "c"))
 
 
+@pytest.mark.slow
 def test_precache_fills_what_the_training_dataset_reads(synthetic_pairs, tiny_cache, tmp_path):
     config = {
         "model_name_or_path": str(tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache)),

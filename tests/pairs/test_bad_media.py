@@ -205,6 +205,7 @@ def test_non_utf8_lines_are_named(make_video, tmp_path):
     assert report.summary["pairs"] == 1  # the good row still parses; rows of unknown text are not pairs
 
 
+@pytest.mark.slow
 def test_non_utf8_csv_from_the_cli_names_the_line(make_video, tmp_path):
     make_video("videos/good.mp4")
     path = non_utf8_csv(tmp_path)

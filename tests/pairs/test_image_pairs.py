@@ -158,6 +158,7 @@ def test_irrelevant_pairs_follow_the_rule_and_the_seed(tmp_path):
     assert len(draws) > 2
 
 
+@pytest.mark.slow
 def test_validation_cli_reports_jsonl_lines(images, tmp_path):
     import subprocess
     import sys

@@ -103,6 +103,7 @@ def test_run_validation_raises_before_training(make_csv, good_videos, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_cli_exit_status_and_messages(make_csv, good_videos, tmp_path):
     bad = make_csv([row("videos/a.mp4", "videos/nope.mp4", MQ="?")], name="bad.csv")
     result = subprocess.run(

@@ -223,6 +223,7 @@ def test_config_rejects_invalid_values(tmp_path, kwargs):
         SyntheticVideoConfig(out_dir=tmp_path, **kwargs)
 
 
+@pytest.mark.slow
 def test_example_script_writes_data_set(tmp_path):
     out = tmp_path / "data"
     args = ["--out", str(out), "--num_train", "2", "--num_test", "1", "--size", "48", "--seed", "3"]

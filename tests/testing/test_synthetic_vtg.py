@@ -123,6 +123,7 @@ def test_constant_baseline_weighs_every_training_sample():
     assert segment == pytest.approx((0.0, 0.4)) and miou == pytest.approx(0.8)
 
 
+@pytest.mark.slow
 def test_cli_writes_data_and_baseline(tmp_path):
     command = [sys.executable, "-m", "vlmrm.testing.synthetic_vtg", "--out", str(tmp_path)]
     command += ["--num_train", "3", "--num_test", "2", "--seed", "1", "--max_duration", "5"]

@@ -147,6 +147,7 @@ def test_cache_reuses_one_complete_folder(tiny_cache: Path, monkeypatch: pytest.
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "staging folder left behind"
 
 
+@pytest.mark.slow
 def test_cli_builds_the_same_checkpoint_in_a_fresh_process(tiny_cache: Path, tmp_path: Path):
     out = tmp_path / "cli"
     result = subprocess.run(

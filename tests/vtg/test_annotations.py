@@ -281,6 +281,7 @@ def test_dataset_in_dataloader_worker_matches_main_process(tmp_path, video_a):
     assert [dataset[i]["clip"].decoded.indices for i in range(2)] != [c.decoded.indices for c in in_process]
 
 
+@pytest.mark.slow
 def test_validate_vtg_summary_and_cli(tmp_path, video_a, capsys):
     good = write_jsonl(
         tmp_path / "good.jsonl", [GOOD, {**GOOD, "timestamp": [0, 3], "video_start": 0, "video_end": 3}]
@@ -316,6 +317,7 @@ def test_validate_vtg_summary_and_cli(tmp_path, video_a, capsys):
     assert (summary["lines"], summary["samples"], summary["bad_lines"]) == (3, 2, 3)
 
 
+@pytest.mark.slow
 def test_cli_reads_both_annotation_files_of_a_data_yaml(tmp_path, video_a, capsys):
     (tmp_path / "ann").mkdir()
     write_jsonl(tmp_path / "ann" / "train.jsonl", [GOOD])

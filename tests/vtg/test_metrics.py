@@ -154,6 +154,7 @@ def test_evaluate_predictions_reproduces_hand_computed_metrics(tmp_path):
     assert lines[2]["pred"] == [0.0, 5.0] and lines[3]["pred"] == [5.0, 10.0] and lines[4]["pred"] is None
 
 
+@pytest.mark.slow
 def test_evaluate_cli(tmp_path):
     data = write_jsonl(tmp_path / "preds.jsonl", FIXTURE)
     command = [

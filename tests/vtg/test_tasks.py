@@ -116,6 +116,7 @@ def subprocess_free_dispatch(path):
     return run_train_task(str(path), [])
 
 
+@pytest.mark.slow
 def test_eval_rm_scores_the_pred_field_without_a_model(tmp_path):
     rows = [
         {"video": "a.mp4", "duration": 10, "timestamp": [2, 6], "sentence": "s", "qid": "a", "pred": [4, 8]},
