@@ -7,6 +7,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
 CONFIG=training_configs/quickstart_cpu.yaml
-.venv/bin/python -m vlmrm.quickstart prepare
+.venv/bin/python -m vlmrm.reward.quickstart prepare
 ./run_distributed.sh --gpus 2 --config "$CONFIG" -- "$@"
-.venv/bin/python -m vlmrm.quickstart report outputs/quickstart
+.venv/bin/python -m vlmrm.reward.quickstart report outputs/quickstart
