@@ -18,7 +18,7 @@ first half is one side, the second half the other, so ``torch.chunk(rewards, 2)`
 The reward forward of such a batch, merged or one forward per row group, is
 :func:`vlmrm.reward.pair_forward.pair_rewards`.
 
-Frames arrive already sampled and resized (``vlmrm.data.video``) so the video processor is told
+Frames arrive already sampled and resized (``vlmrm.media.video``) so the video processor is told
 not to sample or resize again; the frame metadata is passed on because Qwen3-VL writes frame
 timestamps into the prompt.
 """

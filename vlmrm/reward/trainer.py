@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 class RewardTrainer(ManagedRunMixin, Trainer):
-    """Trains a reward model on collated pair batches (see ``vlmrm.data.collator``).
+    """Trains a reward model on collated pair batches (see ``vlmrm.reward.collator``).
 
     Args:
         eval_dim: names of the reward dimensions (for metric names).
