@@ -1,7 +1,7 @@
 """Evaluate reward checkpoints: ``python eval_rm.py EVAL_CONFIG.yaml [--key value ...]``.
 
 Or ``./run_eval.sh [EVAL_CONFIG.yaml] [GPU]``. The config's ``task:`` picks the job: reward_model
-(default; keys and outputs: ``vlmrm/evaluate.py``), vtg (``vlmrm/vtg/predict.py``) or grm
+(default; keys and outputs: ``vlmrm/reward/evaluate.py``), vtg (``vlmrm/vtg/evaluate.py``) or grm
 (``vlmrm/grm/evaluate.py``).
 """
 

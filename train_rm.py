@@ -1,5 +1,5 @@
 """Train: ``python train_rm.py CONFIG.yaml [--key value ...]``; the config's ``task:`` picks the job
-(reward_model by default, vtg_sft, vtg_grpo, grm_sft: vlmrm.tasks).
+(reward_model by default, vtg_sft, vtg_grpo, grm_sft: vlmrm.cli.tasks).
 
 Launch on several GPUs (or CPU processes) with ``./run_distributed.sh --gpus N --config CONFIG.yaml``.
 """

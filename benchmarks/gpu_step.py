@@ -1,21 +1,22 @@
 """One reward-model training step of a random-init Qwen2-VL-2B on video pairs, on one GPU.
 
-Times the step vlmrm's trainer runs (``RewardTrainer.pair_rewards`` + ``bt_loss`` + backward +
-gradient clipping + AdamW) in four configurations: the merged forward (the A and B rows of the
+Times the step vlmrm's trainer runs, with vlmrm's own code: the reward model class
+(``reward_model_class`` + ``RewardSpec`` from ``vlmrm.modeling.reward_model``), the pair forward
+``RewardTrainer.pair_rewards`` calls (``vlmrm.reward.pair_forward.pair_rewards``), the pair loss
+(``vlmrm.reward.losses.pair_loss``, the trainer's default ``btt`` unless ``--loss``), backward,
+gradient clipping and AdamW. Four configurations: the merged forward (the A and B rows of the
 pair batch in one forward) and one forward per side, each with and without gradient
 checkpointing. It prints a table, one JSON line (``{"benchmark": "gpu_step", ...}``) and the
 ratio merged / separate of the median step times (below 1: the merged forward is faster).
 
 The model is Qwen2-VL-2B's architecture (``benchmarks/configs/qwen2_vl_2b.json``) with random
-weights: nothing is downloaded, and step time does not depend on the weights' values. Why not
-vlmrm's own ``RewardModel`` class: ``vlmrm.models`` imports ``vlmrm.data.video``, which needs
-``qwen_vl_utils``, and the lent GPU machine has torch + transformers but not that package. So
-this script re-creates the reward model's forward (the family's ``...ForConditionalGeneration``
-backbone ``.model``, the last attended token, a linear head) and the trainer's row split, and
-``tests/test_gpu_step.py`` checks on CPU that its rewards equal vlmrm's ``RewardModel`` with the
-same weights, merged and separate. Only ``vlmrm.losses`` (torch alone) is imported from vlmrm.
+weights: nothing is downloaded, and step time does not depend on the weights' values. Everything
+imported from vlmrm needs torch + transformers alone (the lent GPU machine has neither TRL,
+DeepSpeed, video decoders, qwen-vl-utils nor pandas); ``tests/benchmarks/test_gpu_step.py`` runs
+the script with those packages blocked. The script puts the repository root on ``sys.path``, so
+``python benchmarks/gpu_step.py`` works from a plain checkout.
 
-Default input, as in ``shared/benchmarks/naive_qwen2vl_step.py``: per video 10 frames of 448x448
+Default input, as in the naive baseline ``naive_qwen2vl_step.py``: per video 10 frames of 448x448
 -> ViT grid (t, h, w) = (10 / 2, 448 / 14, 448 / 14) = (5, 32, 32) = 5120 patches -> 5120 / 2^2 =
 1280 LLM video tokens, plus ``PROMPT_TOKENS_BEFORE + PROMPT_TOKENS_AFTER + 4`` = 104 text and
 special tokens: 1384 tokens per sequence, 2 sequences per pair.
@@ -33,12 +34,13 @@ R = rows (2 per pair), S = tokens per row, N_llm = LLM parameters without the em
 P = t * h * w patches per video, m = spatial merge size (the merger runs once per 2x2 patches),
 N_vit = ViT parameters without the merger. Attention: QK^T and AV are 2 * S^2 * d FLOPs each in the
 forward; the causal mask is not discounted (PaLM's convention). Qwen2-VL's ViT attends within
-each temporal patch (h * w patches), not across the whole video. Gradient checkpointing's
-recomputed forward is not counted (model FLOPs, not hardware FLOPs), so its MFU is lower. Peak
-bf16 dense FLOP/s comes from ``PEAK_BF16_FLOPS`` by GPU name, or ``--peak_tflops``.
+each temporal patch (h * w patches), not across the whole video. The reward head (d_llm x D) is
+left out: under 1e-5 of the total. Gradient checkpointing's recomputed forward is not counted
+(model FLOPs, not hardware FLOPs), so its MFU is lower. Peak bf16 dense FLOP/s comes from
+``PEAK_BF16_FLOPS`` by GPU name, or ``--peak_tflops``.
 
-Run it beside the naive baseline on the GPU machine, in one call (``../shared`` does not travel
-to it, so copy the baseline into a git-ignored folder of the repo and carry that folder first):
+Run it beside the naive baseline on the GPU machine, in one call (the baseline lives outside this
+repository: copy it into a git-ignored folder of the repo, e.g. ``.bench/``, and carry that folder):
 
     python benchmarks/gpu_step.py && python .bench/naive_qwen2vl_step.py \\
         && python .bench/naive_qwen2vl_step.py --ckpt
@@ -52,6 +54,7 @@ import argparse
 import importlib.util
 import json
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -60,11 +63,21 @@ from typing import Literal, get_args
 import torch
 import transformers
 from torch import nn
-from transformers import AutoModelForImageTextToText, Qwen2VLConfig
+from transformers import Qwen2VLConfig
 
-from vlmrm.reward.losses import bt_loss
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # `python benchmarks/gpu_step.py` puts benchmarks/ first, not the root
+    sys.path.insert(0, str(REPO_ROOT))
+
+from vlmrm.modeling.reward_model import DEFAULT_TIE_K, RewardSpec, attach_spec, reward_model_class
+from vlmrm.reward.losses import pair_loss
+from vlmrm.reward.pair_forward import pair_rewards
 
 CONFIG_PATH = Path(__file__).parent / "configs" / "qwen2_vl_2b.json"
+EVAL_DIMS = ["VQ", "MQ", "TA"]
+"""The training config's default ``eval_dim``: a linear head with one output per dimension."""
+DEFAULT_LOSS = "btt"
+"""The training config's default ``loss_type`` (Bradley-Terry with ties, fixed k = ``DEFAULT_TIE_K``)."""
 
 # Small dims for the CPU smoke test: head_dim 64 / 4 = 16, so mrope_section sums to 16 / 2 = 8.
 TINY_TEXT = {
@@ -100,6 +113,7 @@ BYTES_PER_GIB = 2**30
 
 
 AttnImplementation = Literal["auto", "sdpa", "flash_attention_2", "eager"]
+LossType = Literal["bt", "btt", "margin"]  # the pair losses, vlmrm.reward.losses.PAIR_LOSS_TYPES
 
 
 @dataclass
@@ -123,6 +137,9 @@ class StepBenchConfig:
         default="auto",
         metadata={"help": "auto: flash_attention_2 where flash_attn imports on CUDA, else sdpa."},
     )
+    loss: LossType = field(
+        default=DEFAULT_LOSS, metadata={"help": f"Pair loss (default {DEFAULT_LOSS}, as in training)."}
+    )
     peak_tflops: float | None = field(
         default=None, metadata={"help": "Peak bf16 TFLOP/s for MFU (default: by GPU name)."}
     )
@@ -138,6 +155,7 @@ class StepBenchConfig:
 
 
 ARG_TYPES = {"int": int, "int | None": int, "float | None": float, "Path": Path}  # by annotation
+CHOICES = {"AttnImplementation": AttnImplementation, "LossType": LossType}  # annotation -> its Literal
 
 
 def parse_args() -> StepBenchConfig:
@@ -145,10 +163,10 @@ def parse_args() -> StepBenchConfig:
     for f in fields(StepBenchConfig):
         if f.type == "bool":
             parser.add_argument(f"--{f.name}", action="store_true", help=f.metadata["help"])
-        elif f.type == "AttnImplementation":
+        elif f.type in CHOICES:
             parser.add_argument(
                 f"--{f.name}",
-                choices=get_args(AttnImplementation),
+                choices=get_args(CHOICES[f.type]),
                 default=f.default,
                 help=f.metadata["help"],
             )
@@ -168,41 +186,19 @@ def load_config(bench: StepBenchConfig) -> Qwen2VLConfig:
     return Qwen2VLConfig(**values)
 
 
-class PairRewardModel(nn.Module):
-    """vlmrm's ``RewardModel`` forward for reward_token "last", a linear head and one dimension.
-
-    ``backbone`` is the family's generation class, as vlmrm's reward model is; its LM head is never
-    run. ``head`` plays ``rm_head.layers[0]``.
-    """
-
-    def __init__(self, config: Qwen2VLConfig, dtype: torch.dtype, attn_implementation: str):
-        super().__init__()
-        self.backbone = AutoModelForImageTextToText.from_config(
-            config, dtype=dtype, attn_implementation=attn_implementation
-        )  # Qwen2VLForConditionalGeneration, random weights
-        self.head = nn.Linear(config.text_config.hidden_size, 1, dtype=dtype)
-
-    def forward(self, input_ids, attention_mask, mm_token_type_ids, pixel_values_videos, video_grid_thw):
-        """(N, 1) float32 rewards of N sequences."""
-        outputs = self.backbone.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            mm_token_type_ids=mm_token_type_ids,
-            pixel_values_videos=pixel_values_videos,
-            video_grid_thw=video_grid_thw,
-            use_cache=False,
-            return_dict=True,
-        )
-        hidden = outputs.last_hidden_state  # (N, T, H)
-        positions = torch.arange(hidden.shape[1], device=hidden.device)
-        last = (attention_mask.long() * positions).argmax(dim=1)  # last attended token, any padding side
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (N, H)
-        return self.head(pooled).float()
+def build_model(config: Qwen2VLConfig, dtype: torch.dtype, attn_implementation: str) -> nn.Module:
+    """vlmrm's reward model of the config's family with random weights: the family's
+    ``...ForConditionalGeneration`` class + ``RewardModelMixin``, a linear head over the last
+    attended token with one output per ``EVAL_DIMS`` entry (the defaults of a training run)."""
+    attach_spec(config, RewardSpec(eval_dim=list(EVAL_DIMS), output_dim=len(EVAL_DIMS)))
+    return reward_model_class(config.model_type)._from_config(
+        config, dtype=dtype, attn_implementation=attn_implementation
+    )
 
 
 def pair_batch(config: Qwen2VLConfig, bench: StepBenchConfig, device: torch.device, dtype: torch.dtype):
-    """A collated batch in vlmrm's convention (``vlmrm.data.collator``): rows 0..B-1 video A of each
-    pair, rows B..2B-1 video B; flat patches in row order; labels (B, 1) = +1 (A better)."""
+    """A collated batch in vlmrm's convention (``vlmrm.reward.collator``): rows 0..B-1 video A of each
+    pair, rows B..2B-1 video B; flat patches in row order; labels (B, D) = +1 (A better)."""
     vision = config.vision_config
     side_unit = vision.patch_size * vision.spatial_merge_size
     if bench.frames % vision.temporal_patch_size or bench.frame_side % side_unit:
@@ -237,40 +233,18 @@ def pair_batch(config: Qwen2VLConfig, bench: StepBenchConfig, device: torch.devi
             rows * grid[0] * grid[1] * grid[2], patch_dim, device=device, dtype=dtype
         ),
         "video_grid_thw": torch.tensor([grid] * rows, device=device),
-        "labels": torch.ones(bench.pairs, 1, device=device),
+        "labels": torch.ones(bench.pairs, len(EVAL_DIMS), device=device),
     }
-
-
-def split_sides(inputs: dict, pairs: int) -> list[dict]:
-    """The A rows and the B rows as two model batches (``vlmrm.data.collator.split_rows``)."""
-    patches = int(inputs["video_grid_thw"][:pairs].prod(dim=1).sum())
-    sides = [{}, {}]
-    for key in ("input_ids", "attention_mask", "mm_token_type_ids", "video_grid_thw"):
-        sides[0][key], sides[1][key] = inputs[key][:pairs], inputs[key][pairs:]
-    pixels = inputs["pixel_values_videos"]
-    sides[0]["pixel_values_videos"], sides[1]["pixel_values_videos"] = pixels[:patches], pixels[patches:]
-    return sides
-
-
-def pair_rewards(model: PairRewardModel, inputs: dict, merged: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 1) rewards of the A and of the B sides, as ``RewardTrainer.pair_rewards`` computes them."""
-    pairs = inputs["labels"].shape[0]
-    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-    if merged:
-        return model(**model_inputs).split([pairs, pairs], dim=0)
-    side_a, side_b = split_sides(model_inputs, pairs)
-    return model(**side_a), model(**side_b)
 
 
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def training_flops(model: PairRewardModel, inputs: dict) -> float:
+def training_flops(model: nn.Module, inputs: dict) -> float:
     """Model FLOPs of one step (forward + backward); the formula is in the module docstring."""
-    config = model.backbone.config
-    text, vision = config.text_config, config.vision_config
-    backbone = model.backbone.model
+    text, vision = model.config.text_config, model.config.vision_config
+    backbone = model.model
     n_llm = parameter_count(backbone.language_model) - parameter_count(backbone.language_model.embed_tokens)
     n_merger = parameter_count(backbone.visual.merger)
     n_vit = parameter_count(backbone.visual) - n_merger
@@ -292,23 +266,33 @@ def peak_flops(bench: StepBenchConfig, device_name: str) -> float | None:
     return next((flops for name, flops in PEAK_BF16_FLOPS.items() if name in device_name), None)
 
 
-def set_checkpointing(backbone: nn.Module, enabled: bool) -> None:
-    """Checkpointing as HF Trainer turns it on (non-reentrant, as ``vlmrm.train`` asks):
+def set_checkpointing(model: nn.Module, enabled: bool) -> None:
+    """Checkpointing as HF Trainer turns it on (non-reentrant, as ``vlmrm.reward.train`` asks):
     ``activation_checkpointing_*`` where transformers has it, else the older ``gradient_*`` names."""
-    if hasattr(backbone, "activation_checkpointing_enable"):
+    if hasattr(model, "activation_checkpointing_enable"):
         if enabled:
-            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
-            backbone.activation_checkpointing_disable()
+            model.activation_checkpointing_disable()
     elif enabled:
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
-        backbone.gradient_checkpointing_disable()
+        model.gradient_checkpointing_disable()
+
+
+def pair_step_loss(model: nn.Module, inputs: dict, merged: bool, loss_type: str) -> torch.Tensor:
+    """The trainer's loss of one pair batch: ``pair_rewards`` (the function
+    ``RewardTrainer.pair_rewards`` calls), then ``pair_loss`` with the model's learned tie k or
+    the default k, as ``RewardTrainer.compute_loss`` does."""
+    rewards = pair_rewards(model, inputs, merged)
+    tie_k = rewards.tie_k if rewards.tie_k is not None else DEFAULT_TIE_K
+    labels = inputs["labels"].to(rewards.rewards_a.dtype)
+    return pair_loss(loss_type, rewards.rewards_a, rewards.rewards_b, labels, tie_k=tie_k).loss
 
 
 def run_config(model, optimizer, inputs, bench, merged: bool, checkpointing: bool) -> dict:
     """Median step time and peak memory of one (forward, checkpointing) configuration."""
-    set_checkpointing(model.backbone, checkpointing)
+    set_checkpointing(model, checkpointing)
     cuda = inputs["input_ids"].is_cuda
     times = []
     for step in range(bench.warmup + bench.steps):
@@ -317,8 +301,7 @@ def run_config(model, optimizer, inputs, bench, merged: bool, checkpointing: boo
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        rewards_a, rewards_b = pair_rewards(model, inputs, merged)
-        bt_loss(rewards_a, rewards_b, inputs["labels"]).loss.backward()
+        pair_step_loss(model, inputs, merged, bench.loss).backward()
         nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -355,7 +338,7 @@ def main() -> None:
     config = load_config(bench)
     torch.manual_seed(0)
     with device:
-        model = PairRewardModel(config, dtype, attn).train()
+        model = build_model(config, dtype, attn).train()
         inputs = pair_batch(config, bench, device, dtype)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, fused=device.type == "cuda")
     flops = training_flops(model, inputs)
@@ -374,7 +357,10 @@ def main() -> None:
         ("ckpt" if ckpt else "no_ckpt"): results[2 * ckpt]["step_s"] / results[2 * ckpt + 1]["step_s"]
         for ckpt in (False, True)
     }
-    print(f"device {device_name}, {dtype}, attn {attn}, {pairs} pair(s) x 2 rows x {seq} tokens")
+    print(
+        f"device {device_name}, {dtype}, attn {attn}, loss {bench.loss}, "
+        f"{pairs} pair(s) x 2 rows x {seq} tokens"
+    )
     print(
         f"{'forward':<9} {'ckpt':<5} {'step s':>8} {'s/pair':>8} {'tokens/s':>10} {'peak GiB':>9} {'MFU':>7}"
     )
@@ -397,6 +383,8 @@ def main() -> None:
                 "transformers": transformers.__version__,
                 "dtype": str(dtype).removeprefix("torch."),
                 "attn_implementation": attn,
+                "loss_type": bench.loss,
+                "eval_dims": len(EVAL_DIMS),
                 "tiny": bench.tiny,
                 "pairs": pairs,
                 "seq_len": seq,

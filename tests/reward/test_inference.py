@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def test_rao_kupper_probabilities_sum_to_one(margin, k):
     p = rao_kupper_probabilities(margin, k)
     assert sum(p.values()) == pytest.approx(1.0)
-    if margin == 0.0 and k == 5.0:  # reward_math.md: 1/6, 1/6, 2/3
+    if margin == 0.0 and k == 5.0:  # docs/reward_math.md, "Bradley-Terry with ties": 1/6, 1/6, 2/3
         assert (p["A"], p["B"], p["tie"]) == (
             pytest.approx(1 / 6),
             pytest.approx(1 / 6),

@@ -1,4 +1,4 @@
-"""Losses and accuracy against hand-computed numbers (formulas: reward_math.md)."""
+"""Losses and accuracy against hand-computed numbers (formulas: docs/reward_math.md)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Preference metrics against hand-computed values (reward_math.md, "Accuracy")."""
+"""Preference metrics against hand-computed values (docs/reward_math.md, "Accuracy without ties" and after)."""
 
 import math
 

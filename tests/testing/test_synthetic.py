@@ -1,4 +1,4 @@
-"""The synthetic data set: reference CSV format, real decodable mp4s, and labels that follow the rules
+"""The synthetic data set: CSV video-pair format, real decodable mp4s, and labels that follow the rules
 when measured on DECODED frames (i.e. the rules survive compression)."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def all_rows(config: SyntheticVideoConfig) -> list[dict[str, str]]:
     return read_rows(config.out_dir / "train.csv") + read_rows(config.out_dir / "test.csv")
 
 
-def test_csv_format_matches_reference(dataset):
+def test_csv_has_the_video_pair_columns(dataset):
     for name, count in (("train.csv", dataset.num_train), ("test.csv", dataset.num_test)):
         with (dataset.out_dir / name).open(newline="") as handle:
             lines = list(csv.reader(handle))

@@ -1,4 +1,4 @@
-"""Synthetic VTG data: reference JSONL fields, real mp4s whose decoded frames show the event's colour exactly
+"""Synthetic VTG data: the annotation JSONL fields (docs/vtg.md), real mp4s whose decoded frames show the event's colour exactly
 on the labelled frames (and nowhere else in the file), and the constant-segment baseline."""
 
 from __future__ import annotations

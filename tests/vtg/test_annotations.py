@@ -70,7 +70,7 @@ def test_video_dir_and_reference_style_paths(tmp_path):
     table = parse_vtg_jsonl(write_jsonl(tmp_path / "t.jsonl", lines), video_dir="data/videos")
     assert [str(s.video) for s in table.samples] == [
         "data/videos/videos/a.mp4",
-        "data/videos/b.mp4",  # already spelled from video_dir (the reference's own layout)
+        "data/videos/b.mp4",  # already spelled from video_dir (as TimeRFT-style files write it)
         "/abs/c.mp4",
     ]
 
@@ -220,7 +220,7 @@ def test_duration_mismatch_tolerance(tmp_path, video_a):
 
 
 def test_precut_file_window_is_provenance(tmp_path, video_a):
-    # the reference's TimeRFT lines: the file is the cut, video_start/video_end locate it in its source
+    # TimeRFT-style lines: the file is the cut, video_start/video_end locate it in its source
     precut = {**GOOD, "video_start": 404.2, "video_end": 407.2}
     assert media_messages(tmp_path, [precut]) == []
 

@@ -1,4 +1,4 @@
-"""The VTG data YAML: the reference file loads, every bad key or value names its dotted path."""
+"""The VTG data YAML (docs/vtg.md, "Data YAML"): the documented example loads, every bad key or value names its dotted path."""
 
 from dataclasses import fields, is_dataclass
 
@@ -7,7 +7,7 @@ import pytest
 from vlmrm.core.config import ConfigError, resolve_under
 from vlmrm.vtg.data_config import VTGDataConfig, load_vtg_data_config
 
-REFERENCE_YAML = """\
+EXAMPLE_YAML = """\
 dataset:
   name: "video_temporal_grounding"
   data_root: "./data"                              # Root directory for data
@@ -44,7 +44,7 @@ duration_batching:
   min_batch_size: 1                    # Minimum videos per batch
   drop_last: false                     # Whether to drop incomplete batches
 """
-"""The reference guide's data YAML verbatim, plus its duration_batching example."""
+"""A data YAML with every section of docs/vtg.md, "Data YAML", duration_batching included."""
 
 
 def write_yaml(tmp_path, text: str):
@@ -54,7 +54,7 @@ def write_yaml(tmp_path, text: str):
 
 
 def test_reference_yaml_loads_with_its_values(tmp_path):
-    config = load_vtg_data_config(write_yaml(tmp_path, REFERENCE_YAML))
+    config = load_vtg_data_config(write_yaml(tmp_path, EXAMPLE_YAML))
     assert config.video.max_frames == 32 and config.video.sampling_strategy == "uniform"
     assert (config.video.resolution.height, config.video.resolution.width) == (384, 384)
     assert config.video.fps == 0.0 and isinstance(config.video.fps, float)

@@ -1,5 +1,5 @@
 """Duration-based batch sampler: packing limits, exactly-once coverage, equal and disjoint ranks for world
-sizes 1-4, (seed, epoch) determinism, the reference's log lines, and batch-size logging in a real HF
+sizes 1-4, (seed, epoch) determinism, the sampler's start-up log lines, and batch-size logging in a real HF
 Trainer run."""
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def test_splitting_instead_of_padding():
     assert sorted(i for r in ranks for i in r[0]) == [0, 1, 2, 3]
 
 
-def test_init_log_lines_match_the_reference(caplog):
+def test_init_log_lines_give_the_expected_batch_size(caplog):
     with caplog.at_level(logging.INFO, logger="vlmrm.vtg.duration_sampler"):
         DurationBasedBatchSampler([10.0, 20.0, 30.0], target_batch_duration=60.0, num_replicas=4, rank=1)
     assert caplog.messages == [

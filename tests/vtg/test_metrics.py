@@ -98,7 +98,7 @@ def test_difficulty_buckets_keep_ties_together():
 
 # Fixture: IoU of each line worked out by hand.
 FIXTURE = [
-    # The reference guide's example line. inter [11.3, 15.0] = 3.7; union [0, 15.01] = 15.01;
+    # A TimeRFT annotation line. inter [11.3, 15.0] = 3.7; union [0, 15.01] = 15.01;
     # IoU = 3.7 / 15.01 = 0.246502 (its `difficulty` 24.6502 is exactly 100 x this IoU).
     {
         "video": "./data/videos/a.mp4",

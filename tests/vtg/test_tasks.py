@@ -62,7 +62,7 @@ def test_task_yaml_errors_name_the_dotted_key(vtg_data, tiny_cache, tmp_path):
         load_vtg_task_config(values={**values, "training": {"learning_rat": 1.0}})
     config = load_vtg_task_config(values=values, overrides=["--max_steps", "7", "--lora.r", "4"])
     assert (config.training.max_steps, config.sections.lora.r) == (7, 4)
-    assert config.training.warmup_steps == 0.05  # the reference's warmup_ratio, as transformers 5 takes it
+    assert config.training.warmup_steps == 0.05  # warmup_ratio (transformers < 5), as transformers 5 takes it
     assert config.training.per_device_train_batch_size == config.data.dataloader.batch_size == 8
 
 

@@ -15,9 +15,9 @@ and (``--restrict_paths``) a media path resolving outside the data folder. What 
 decides, not its extension.
 Warnings (exit 0 unless ``--strict``): duplicate rows, ``fps_*`` / ``num_frames_*`` columns that
 disagree with the file (the model would see other frames than the CSV author expects).
-JSONL image pairs (:mod:`vlmrm.data.image_pairs`): invalid JSON, unknown layout, missing field,
+JSONL image pairs (:mod:`vlmrm.pairs.image_pairs`): invalid JSON, unknown layout, missing field,
 wrong type, bad label, ranking not a permutation, missing or undecodable image — all errors.
-VTG annotations (:mod:`vlmrm.vtg.data`): invalid JSON, missing field, wrong type, bad timestamp
+VTG annotations (:mod:`vlmrm.vtg.annotations`): invalid JSON, missing field, wrong type, bad timestamp
 or trim window, missing / unreadable video, window outside the file, declared duration off the
 clip's length — errors; a repeated ``qid`` — warning.
 The same functions run at the start of training (:func:`validate_run_data`).
@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         "--task",
         default="preference",
         choices=["preference", "vtg"],
-        help="preference: video/image pairs; vtg: temporal grounding JSONL (vlmrm.vtg.data)",
+        help="preference: video/image pairs; vtg: temporal grounding JSONL (vlmrm.vtg.annotations)",
     )
     parser.add_argument(
         "--config",

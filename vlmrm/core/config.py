@@ -157,7 +157,7 @@ def parse_dataclasses(
 def resolve_under(path: str, root: str | Path | None) -> str:
     """``path`` joined onto ``root``, unless absolute or already spelled from ``root``.
 
-    The reference writes ``data_root: ./data`` next to ``annotation_file:
+    Data YAMLs commonly write ``data_root: ./data`` next to ``annotation_file:
     ./data/annotations/train.jsonl`` (and video paths ``./data/videos/...`` next to ``video_dir:
     ./data/videos``): such a path already starts with the root's components and is kept as is;
     ``annotations/train.jsonl`` becomes ``data/annotations/train.jsonl``. Idempotent.
@@ -179,7 +179,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check ``value`` against the field's annotation; int -> float is the only silent conversion.
 
     PyYAML reads ``1e3`` (no dot) as a string: for float fields a numeric string is converted, as
-    the style guide asks ("convert or reject, never pass a string on").
+    the rule for every typed value here is "convert or reject, never pass a string on".
     """
     if hint is Any:
         return value
@@ -281,7 +281,9 @@ def training_arguments(cls: type, values: dict, overrides: list[str], output_hin
 
     parser = HfArgumentParser(cls)
     merged = {"output_dir": output_hint, **values}
-    if "warmup_ratio" in merged:  # the reference's key; transformers 5 takes a fraction in warmup_steps
+    if (
+        "warmup_ratio" in merged
+    ):  # the shipped configs' key (transformers < 5); transformers 5 takes a fraction in warmup_steps
         ratio = float(merged.pop("warmup_ratio"))
         if not 0 <= ratio < 1:
             raise ConfigError(f"training.warmup_ratio: must be in [0, 1), got {ratio}")

@@ -1,6 +1,6 @@
 """The GRM closed loop on the tiny model, CPU: synthetic CoT data -> cold-start ``grm_sft`` ->
 rejection sampling -> conversion -> second ``grm_sft``, with ``task: grm`` evaluation on held-out
-pairs after each SFT (issue 8, item 6).
+pairs after each SFT.
 
     python -m vlmrm.grm.closed_loop --out DIR [--num_train 1600 --num_pool 64 --num_test 64 --seed 0 --gpus 2]
 
@@ -9,7 +9,7 @@ Thin: every stage is an existing CLI or task run as a subprocess (``python -m vl
 ``python -m vlmrm.grm.convert``, ``eval_rm.py`` with ``task: grm``); only the cold-start data is
 written here. Each stage prints its counts; ``DIR/closed_loop.json`` gathers them.
 
-**Data.** :mod:`vlmrm.synthetic_images` ``image_preference`` pairs without ties: the prompt names a
+**Data.** :mod:`vlmrm.testing.synthetic_images` ``image_preference`` pairs without ties: the prompt names a
 colour and shape ("a red square"), the image drawn in that colour is better. Three disjoint sets
 (separate seeds): ``train`` (cold start), ``pool`` (rejection sampling; its labels are used only by
 the judge, as for a real source) and ``test`` (held out). The cold-start answer is templated from

@@ -8,9 +8,9 @@ Both engines render the same chat: one user turn holding the two visuals in the 
 the filled instruction (the layout the GRM SFT data uses: ``images`` listed first to last, then the
 human text), with the generation prompt appended.
 
-Videos arrive decoded by ``vlmrm.data.video`` (frames sampled at ``--video_fps`` and resized to the
+Videos arrive decoded by ``vlmrm.media.video`` (frames sampled at ``--video_fps`` and resized to the
 patch grid), so the HF video processor is told not to sample or resize again, as in
-``vlmrm.data.collator``.
+``vlmrm.reward.collator``.
 """
 
 from __future__ import annotations

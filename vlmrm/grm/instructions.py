@@ -1,6 +1,6 @@
 """Task instructions for generative reward models: what the GRM is asked before it judges a pair.
 
-The defaults follow the reference (``grm_rejection_sampling.md``, "Task Instructions"): score both
+The defaults are the usual GRM rejection-sampling instructions for T2I and T2V pairs: score both
 items from 1 to 10 on each dimension with a rationale, sum the scores, reason inside
 ``<think>...</think>``, and put exactly one verdict string inside ``<answer>...</answer>``. The
 verdict strings (``Image 1 is better`` / ``Video 2 is better``) are the ones the answer parser and
@@ -42,7 +42,7 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
         "authenticity (realism, visual quality, fine detail, absence of artefacts)",
     ),
 }
-"""Evaluation dimensions of the reference's T2I and T2V instructions."""
+"""Evaluation dimensions named by the default T2I and T2V instructions."""
 
 
 def verdict_text(media: Media, winner: int) -> str:

@@ -17,8 +17,8 @@ is what counts.
 Reasoning: the text of the first ``<think>…</think>``; with no opening tag (chat templates that
 open the think block in the prompt), the text before the first ``</think>``; none otherwise.
 
-Score totals (:func:`parse_score_totals`), per item in the order shown, from the reference's
-instruction ("scores 1–10 per dimension ... total scores by summing"): the last
+Score totals (:func:`parse_score_totals`), per item in the order shown, as the default
+instruction asks (:mod:`vlmrm.grm.instructions`: scores 1-10 per dimension, totals by summing): the last
 ``Total score …`` section's ``Video 1: 8+7+9=24`` / ``Image 2: 21`` / ``Video 1 total score: 24``
 lines; without one, the sum of per-dimension ``Video 1 (8/10)`` / ``Video 1: 8/10`` scores.
 

@@ -68,7 +68,8 @@ STATUSES = ("correct", "wrong", "unparseable", "tie_skipped", "media_error")
 
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_MAX_NEW_TOKENS = 2048
-"""The reference scripts' defaults (``INFERENCE_BATCH_SIZE``, ``MAX_NEW_TOKENS``)."""
+"""The defaults of the usual GRM rejection-sampling scripts (``INFERENCE_BATCH_SIZE``, ``MAX_NEW_TOKENS``):
+8 prompts per generate call, room for a long ``<think>`` block before the answer."""
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 PROCESSED_SUFFIX = ".processed.jsonl"
 STATS_SUFFIX = ".stats.json"

@@ -13,7 +13,7 @@ conversations of :mod:`vlmrm.grm.convert` (loss on the gpt turns only; HF ``Trai
     image_min_pixels / image_max_pixels / video_min_pixels / video_max_pixels / video_max_frames
 
 The mix rule (``round(weight * n)`` examples per source per epoch) is in :mod:`vlmrm.grm.sft_data`.
-Command-line overrides as in :mod:`vlmrm.task_config`: ``--model.name_or_path X``, and any flat
+Command-line overrides as in :mod:`vlmrm.core.config`: ``--model.name_or_path X``, and any flat
 ``--key value`` for ``training``.
 
 The output folder is what :class:`vlmrm.grm.engines.HFEngine` loads (rejection sampling,

@@ -13,9 +13,9 @@ One example (a JSON array of them per file)::
   folder. All visuals go at the start of the first human turn, before its text, the layout the
   rejection-sampling engines (:func:`vlmrm.grm.engines.chat_text`) generate with, so a model trains
   on exactly the prompt it is later asked with.
-* Videos are decoded by :func:`vlmrm.data.video.load_video` at the example's ``video_fps`` (else
+* Videos are decoded by :func:`vlmrm.media.video.load_video` at the example's ``video_fps`` (else
   the config's) and handed to the processor already sampled and resized
-  (``do_sample_frames=False``), as in :mod:`vlmrm.data.collator`.
+  (``do_sample_frames=False``), as in :mod:`vlmrm.reward.collator`.
 
 **Source mix** (:func:`mix_counts`, :func:`epoch_order`): a source of ``n`` examples with weight
 ``w`` contributes ``round(w * n)`` examples per epoch: ``floor(w)`` full passes plus a seeded

@@ -16,12 +16,12 @@ Several sources are comma-separated: ``"hpdv3:a.json,rapidata-t2v:b.parquet"``. 
     side k's total = Alignment + Coherence + Preference (a missing column or null value counts
     0); the larger total is better, totals within :data:`TIE_TOLERANCE` are a tie.
 ``video-pairs:FILE.csv``
-    Our VideoAlign CSV (:func:`vlmrm.data.video_pairs.parse_video_pair_csv`); ground truth from the
+    Our VideoAlign CSV (:func:`vlmrm.pairs.video_pairs.parse_video_pair_csv`); ground truth from the
     ``dimension`` column (``A`` -> 1, ``B`` -> 2, ``same`` -> tie); ``Overall`` reads the CSV's
-    ``Overall`` column, which must then exist (reward_math.md, "Overall").
+    ``Overall`` column, which must then exist (docs/reward_math.md, "Reward normalisation and Overall").
 ``image-pairs:FILE.jsonl``
     Our JSONL image pairs in the ``image_preference`` layout
-    (:func:`vlmrm.data.image_pairs.parse_image_pair_jsonl`); its single label is the ground truth
+    (:func:`vlmrm.pairs.image_pairs.parse_image_pair_jsonl`); its single label is the ground truth
     whatever ``dimension`` is. Lines comparing text responses (the other layouts) or holding inline
     base64 images are invalid here.
 

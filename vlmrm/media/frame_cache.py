@@ -4,7 +4,7 @@ Why: decoding + resizing is the CPU-side cost of a video reward-model step (publ
 reports show GPUs waiting on it); a hit is one ``np.load`` of uint8 frames.
 
 Key: SHA-256 of the file's resolved path, size and mtime (ns) and *every* input of
-:func:`vlmrm.data.video.load_video`'s result: all :class:`FrameSampling` fields, the backend's
+:func:`vlmrm.media.video.load_video`'s result: all :class:`FrameSampling` fields, the backend's
 name, the resize factor and :data:`CACHE_FORMAT_VERSION`. A changed file or parameter is a new key,
 so a stale entry is never served, only left for eviction.
 
@@ -198,7 +198,7 @@ class FrameCache:
 
 
 def frame_cache_from_config(data) -> FrameCache | None:
-    """The cache a :class:`vlmrm.config.DataConfig` asks for (``frame_cache_dir`` unset = none)."""
+    """The cache a :class:`vlmrm.reward.config.DataConfig` asks for (``frame_cache_dir`` unset = none)."""
     if not data.frame_cache_dir:
         return None
     return FrameCache(data.frame_cache_dir, data.frame_cache_max_gb)

@@ -1,4 +1,4 @@
-"""Qwen-VL backbone + reward head, for every family in :data:`vlmrm.models.families.FAMILIES`.
+"""Qwen-VL backbone + reward head, for every family in :data:`vlmrm.modeling.families.FAMILIES`.
 
 The reward model of a family is that family's own ``...ForConditionalGeneration`` class with a
 reward head mixed in (:class:`RewardModelMixin`); the class is made from the family table, not
@@ -146,7 +146,7 @@ def spec_of(config) -> RewardSpec | None:
 
 
 class RewardHead(nn.Module):
-    """``linear``: hidden -> outputs. ``mlp``: hidden -> hidden -> outputs with GELU (scorer reference).
+    """``linear``: hidden -> outputs. ``mlp``: hidden -> hidden -> outputs with GELU (image-ranking scorers' head).
 
     With ``learn_tie_k`` it also holds ``tie_k_raw`` (D,), k = 1 + softplus(raw): keeping every
     trained reward parameter in this one module lets PEFT save it with ``modules_to_save``.

@@ -5,7 +5,7 @@ One JSON object per line; the schema is detected per line (or forced with ``data
 ``chosen_rejected`` (TRL style)
     ``{"prompt" | "query": str, "chosen": str, "rejected": str, "images": [ref, ...]}`` — two text
     responses about the same images; A = chosen, B = rejected, so y = +1.
-``ranking`` (the scorer reference)
+``ranking`` (the layout of Chinese image-ranking scorer data)
     ``{"id", "query", "image": ref, "response": [r1, r2], "human_ranking": [0, 1]}`` — rank 0 is
     best: ``[0, 1]`` -> the first response is better (y = +1), ``[1, 0]`` -> the second (y = -1),
     equal ranks -> tie (y = 0). Ranks must be dense (their distinct values are 0..k-1).
@@ -14,7 +14,7 @@ One JSON object per line; the schema is detected per line (or forced with ``data
     prompt, two images, scored like a video pair (no response text).
 
 An image ``ref`` is a path (relative to ``image_dir``, else to the JSONL's folder) or inline base64
-(``data:image/...;base64,...``). Labels follow ``reward_math.md``: one preference per pair, read
+(``data:image/...;base64,...``). Labels follow docs/reward_math.md, "Labels": one preference per pair, read
 as the single dimension of ``eval_dim``.
 """
 

@@ -3,7 +3,7 @@
 CSV columns: ``path_A, path_B, prompt`` plus one label column per evaluated dimension (any names
 the user lists in ``eval_dim``, VideoAlign's are VQ/MQ/TA) holding ``A``, ``B`` or ``same``, and
 optionally ``fps_A, num_frames_A, fps_B, num_frames_B``. Labels map to y = +1 (A better),
--1 (B better), 0 (tie) — reward_math.md, "Labels". Line numbers in messages are the file's own
+-1 (B better), 0 (tie) — docs/reward_math.md, "Labels". Line numbers in messages are the file's own
 (header = line 1).
 """
 
@@ -132,7 +132,7 @@ def parse_video_pair_csv(
     """Parse a video-pair CSV, collecting every problem in ``table.problems`` (never raises).
 
     With ``use_tied_data=False`` a row whose every selected dimension is ``same`` is dropped and
-    counted in ``dropped_all_tie_rows`` (reward_math.md): nothing is dropped silently. A row that is
+    counted in ``dropped_all_tie_rows`` (docs/reward_math.md, "Labels"): nothing is dropped silently. A row that is
     not UTF-8, or (``restrict_paths``) whose video path resolves outside the data folder, is a
     problem of its line and no pair (its text is unknown; the outside file is never opened).
     """

@@ -15,7 +15,10 @@ first half is one side, the second half the other, so ``torch.chunk(rewards, 2)`
                             (image, text), rows 2B+K..2B+2K-1 the same texts with unrelated images
 ==========================  ===============================================================
 
-Frames arrive already sampled and resized (``vlmrm.data.video``) so the video processor is told
+The reward forward of such a batch, merged or one forward per row group, is
+:func:`vlmrm.reward.pair_forward.pair_rewards`.
+
+Frames arrive already sampled and resized (``vlmrm.media.video``) so the video processor is told
 not to sample or resize again; the frame metadata is passed on because Qwen3-VL writes frame
 timestamps into the prompt.
 """
@@ -151,32 +154,3 @@ class PairCollator:
                 f"sequence longer than max_length={self.max_length} ({details}); lower fps / "
                 "max_frame_pixels or raise max_length"
             )
-
-
-ROW_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "second_per_grid_ts")
-VISUAL_KEYS = {"video_grid_thw": "pixel_values_videos", "image_grid_thw": "pixel_values"}
-
-
-def split_rows(batch: dict[str, torch.Tensor], sizes: list[int]) -> list[dict]:
-    """Split a collated batch into consecutive row groups of ``sizes`` (model batches).
-
-    Rows split by count; the flat patch tensors split after the patches of each group's visuals
-    (patches per visual = t * h * w of its grid).
-    """
-    parts: list[dict] = [{} for _ in sizes]
-    bounds = [0]
-    for size in sizes:
-        bounds.append(bounds[-1] + size)
-    for key in ROW_KEYS:
-        if key in batch:
-            for part, start, end in zip(parts, bounds, bounds[1:]):
-                part[key] = batch[key][start:end]
-    for grid_key, pixel_key in VISUAL_KEYS.items():
-        if grid_key not in batch:
-            continue
-        grid = batch[grid_key]
-        patches = [0] + grid.prod(dim=1).cumsum(0).tolist()
-        for part, start, end in zip(parts, bounds, bounds[1:]):
-            part[grid_key] = grid[start:end]
-            part[pixel_key] = batch[pixel_key][int(patches[start]) : int(patches[end])]
-    return parts

@@ -1,9 +1,9 @@
 """Evaluate reward checkpoints on preference data: what ``eval_rm.py`` / ``run_eval.sh`` run.
 
 For every model directory in the config, every ``checkpoint_pattern`` match (in step order) and the
-final model in the directory itself are loaded with :func:`vlmrm.models.load_reward_model` and scored
+final model in the directory itself are loaded with :func:`vlmrm.modeling.loading.load_reward_model` and scored
 on ``dataset_path`` with the same collator, ``RewardTrainer.predict`` and
-:func:`vlmrm.metrics.preference_metrics` as the in-training evaluation, so the numbers agree. Frame
+:func:`vlmrm.reward.metrics.preference_metrics` as the in-training evaluation, so the numbers agree. Frame
 sampling, template and layout come from each checkpoint's ``config.json``.
 
 Outputs under ``output_dir``: ``evaluation_results.csv`` (one row per model x checkpoint x
@@ -77,7 +77,7 @@ CSV_FIELDS = (
 
 @dataclass
 class EvalConfig:
-    """Keys of ``eval_config.yaml`` (the reference's names, plus what the checkpoint cannot know)."""
+    """Keys of ``eval_config.yaml`` (the key names of earlier reward-framework eval configs, which run unchanged, plus what the checkpoint cannot know)."""
 
     task: Literal["reward_model"] = option(
         "reward_model", "The job (vlmrm.tasks); task: vtg has its own keys."
@@ -427,8 +427,8 @@ def _evaluate_all(config: EvalConfig, out: Path) -> list[dict]:
 
 
 def write_sample_rewards(results: list[dict], path: Path) -> None:
-    """One JSON line per model x checkpoint x pair: its items, labels and rewards (the scorer
-    reference's results file), for error analysis without re-running the model."""
+    """One JSON line per model x checkpoint x pair: its items, labels and rewards (the per-sample
+    results file of image-ranking scorers), for error analysis without re-running the model."""
     with path.open("w") as handle:
         for result in results:
             for pair in result.get("pairs", []):

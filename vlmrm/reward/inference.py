@@ -9,7 +9,8 @@ from the checkpoint's ``config.json`` (``RewardSpec``), so no training YAML is i
 
 Rewards: ``raw`` is the head output per dimension; ``normalized`` is (raw - mean) / std with the
 training-set statistics stored after training (None when the checkpoint has none); ``Overall`` is
-the sum of the normalised rewards (of the raw ones without statistics), as in ``vlmrm.metrics``.
+the sum of the normalised rewards (of the raw ones without statistics), as in ``vlmrm.reward.metrics``
+(docs/reward_math.md, "Reward normalisation and Overall").
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 
 def rao_kupper_probabilities(margin: float, k: float = DEFAULT_TIE_K) -> dict[str, float]:
-    """P(A), P(B), P(tie) for d = r_A - r_B (reward_math.md): sigmoid(d - ln k), sigmoid(-d - ln k),
+    """P(A), P(B), P(tie) for d = r_A - r_B (docs/reward_math.md, "Bradley-Terry with ties"): sigmoid(d - ln k), sigmoid(-d - ln k),
     (k^2 - 1) sigmoid(d - ln k) sigmoid(-d - ln k); they sum to 1."""
     log_k = math.log(k)
 

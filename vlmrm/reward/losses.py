@@ -1,12 +1,12 @@
 """Reward-model losses and the preference accuracy logged during training.
 
-Pure functions on tensors; the formulas are those of ``reward_math.md``. Convention for every
+Pure functions on tensors; the formulas are in ``docs/reward_math.md``. Convention for every
 pair loss:
 
 - ``rewards_a``, ``rewards_b``: ``(B, D)`` rewards of item A and item B of each pair, one column
   per evaluated dimension (any ``D >= 1``).
 - ``labels``: ``(B, D)`` with y = +1 (A better), -1 (B better) or 0 (tie); the dataset maps the
-  CSV's ``A`` / ``B`` / ``same`` to these values (``constants.LABEL_VALUES``). Values are not
+  CSV's ``A`` / ``B`` / ``same`` to these values (``vlmrm.pairs.labels.LABEL_VALUES``). Values are not
   re-checked here: that would force a device sync every step.
 - d = r_A - r_B.
 
@@ -27,7 +27,7 @@ from torch import Tensor
 from vlmrm.modeling.reward_model import DEFAULT_TIE_K
 
 DEFAULT_MARGIN = 0.5
-"""Fixed margin m of the margin loss (reward_math.md, "Margin losses")."""
+"""Fixed margin m of the margin loss (docs/reward_math.md, "Margin loss")."""
 
 PairLossType = Literal["bt", "btt", "margin"]
 PAIR_LOSS_TYPES: tuple[str, ...] = ("bt", "btt", "margin")
@@ -228,7 +228,7 @@ def pair_loss(
 
 @torch.no_grad()
 def preference_accuracy(rewards_a: Tensor, rewards_b: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-dimension preference accuracy, ties excluded (reward_math.md, "Accuracy without ties").
+    """Per-dimension preference accuracy, ties excluded (docs/reward_math.md, "Accuracy without ties").
 
     Over entries with y != 0: correct iff sign(d) == y; d == 0 counts as wrong.
 

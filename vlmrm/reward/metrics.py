@@ -1,6 +1,7 @@
 """Preference metrics on reward margins (numpy, pure): the same code for training and evaluation.
 
-m_i = r_A - r_B of pair i, g_i in {+1, -1, 0} (reward_math.md, "Accuracy"). ``RewardTrainer``'s
+m_i = r_A - r_B of pair i, g_i in {+1, -1, 0} (docs/reward_math.md, "Accuracy without ties" and
+the sections after it). ``RewardTrainer``'s
 ``compute_metrics`` and ``eval_rm.py`` both call :func:`preference_metrics`, so the numbers of an
 in-training evaluation and of a later ``eval_rm.py`` run on the same checkpoint and data agree.
 """

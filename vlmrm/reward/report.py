@@ -5,7 +5,7 @@ attached to an experiment tracker. Also writes the same scalars to TensorBoard u
 ``tensorboard/<model>/`` (step = checkpoint step).
 
 Calibration: under the trained Rao-Kupper model P(A > B | not tied) = sigmoid(m) for margin
-m = r_A - r_B (the ``ln k`` terms cancel, reward_math.md), so a calibrated model's non-tie pairs with
+m = r_A - r_B (the ``ln k`` terms cancel: docs/reward_math.md, "Bradley-Terry with ties"), so a calibrated model's non-tie pairs with
 predicted probability p are won by A with frequency p. Pairs are grouped in ``CALIBRATION_BINS``
 equal-width bins of p; each point is (mean p, observed frequency of A) of one bin.
 """

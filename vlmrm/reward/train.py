@@ -1,4 +1,4 @@
-"""One reward-model training run from a parsed :class:`vlmrm.config.RunConfig`.
+"""One reward-model training run from a parsed :class:`vlmrm.reward.config.RunConfig`.
 
 Order matters for users: config and data are checked (every CSV problem, every video) before
 the model is loaded, so a typo costs seconds, not a cluster allocation.

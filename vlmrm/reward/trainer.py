@@ -19,18 +19,16 @@ from transformers.trainer_utils import _is_peft_model
 from vlmrm.modeling.families import ModelFamily
 from vlmrm.modeling.loading import load_saved_weights, saved_weight_files
 from vlmrm.modeling.trainable import optimizer_param_groups
-from vlmrm.reward.collator import split_rows
 from vlmrm.reward.losses import bt_loss, pair_loss, preference_accuracy, resolved_above
 from vlmrm.reward.metrics import preference_metrics
+from vlmrm.reward.pair_forward import pair_rewards
 from vlmrm.training.run import ManagedRunMixin
 
 logger = logging.getLogger(__name__)
 
-NON_MODEL_KEYS = ("labels", "pair_ids", "margin", "num_irrelevant")
-
 
 class RewardTrainer(ManagedRunMixin, Trainer):
-    """Trains a reward model on collated pair batches (see ``vlmrm.data.collator``).
+    """Trains a reward model on collated pair batches (see ``vlmrm.reward.collator``).
 
     Args:
         eval_dim: names of the reward dimensions (for metric names).
@@ -54,20 +52,11 @@ class RewardTrainer(ManagedRunMixin, Trainer):
     def pair_rewards(self, model, inputs: dict):
         """(B, D) rewards of the A and of the B sides, the tie k, and for irrelevant-query rows the
         (K, D) rewards of the matched and of the unrelated images (else None): one merged forward or
-        one forward per row group."""
-        model_inputs = {k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS}
-        pairs = inputs["labels"].shape[0]
-        extra = int(inputs.get("num_irrelevant", 0))
-        sizes = [pairs, pairs] + ([extra, extra] if extra else [])
-        if self.args.merge_pair_forward:
-            outputs = model(**model_inputs)
-            groups = outputs.rewards.split(sizes, dim=0)
-        else:
-            results = [model(**part) for part in split_rows(model_inputs, sizes)]
-            outputs, groups = results[0], [r.rewards for r in results]
-        tie_k = outputs.tie_k if outputs.tie_k is not None else self.args.tie_k
-        irrelevant = (groups[2], groups[3]) if extra else None
-        return groups[0], groups[1], tie_k, irrelevant
+        one forward per row group (``merge_pair_forward``), by :func:`vlmrm.reward.pair_forward.pair_rewards`,
+        the function ``benchmarks/gpu_step.py`` times."""
+        rewards = pair_rewards(model, inputs, merged=self.args.merge_pair_forward)
+        tie_k = rewards.tie_k if rewards.tie_k is not None else self.args.tie_k
+        return rewards.rewards_a, rewards.rewards_b, tie_k, rewards.irrelevant
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         rewards_a, rewards_b, tie_k, irrelevant = self.pair_rewards(model, inputs)

@@ -1,6 +1,6 @@
 """Synthetic video-preference pairs whose labels follow simple visual rules.
 
-Why: end-to-end tests and tiny-model experiments need a data set in the reference CSV format
+Why: end-to-end tests and tiny-model experiments need a data set in the CSV video-pair format (:mod:`vlmrm.pairs.video_pairs`)
 (`path_A,path_B,prompt,VQ,MQ,TA,fps_A,num_frames_A,fps_B,num_frames_B`) with real mp4 files and
 labels a model can actually learn. Each clip is a coloured square or circle on a grey background;
 three independent per-clip properties decide the three labels:
@@ -81,7 +81,7 @@ def check_clip_settings(config) -> None:
 
 @dataclass(frozen=True)
 class SyntheticVideoConfig:
-    """What to generate; every field is also a CLI flag of `python -m vlmrm.synthetic`."""
+    """What to generate; every field is also a CLI flag of `python -m vlmrm.testing.synthetic`."""
 
     out_dir: Path
     num_train: int = 200

@@ -1,7 +1,7 @@
 """Synthetic image-preference pairs in the three JSONL schemas, with a rule a tiny model can learn.
 
 Each image is one coloured square or circle on grey (the palette and shapes of
-:mod:`vlmrm.synthetic`). The rule: **a response (or an image) that names the colour actually drawn
+:mod:`vlmrm.testing.synthetic`). The rule: **a response (or an image) that names the colour actually drawn
 is better**. Wrong answers name another palette colour with the same shape, so the colour is the only
 thing that decides. Per split, pairs cycle through the schemas:
 
@@ -14,7 +14,7 @@ thing that decides. Per split, pairs cycle through the schemas:
 ``wording_only`` (response schemas): both answers name what is drawn and "the ..." beats "a ...",
 so only irrelevant-query augmentation can tie the reward to the image.
 
-Usage: ``python -m vlmrm.synthetic_images --out DIR [--num_train 2000 --num_test 200 --seed 0]``
+Usage: ``python -m vlmrm.testing.synthetic_images --out DIR [--num_train 2000 --num_test 200 --seed 0]``
 writes ``DIR/images/*.png``, ``DIR/train.jsonl``, ``DIR/test.jsonl``.
 """
 

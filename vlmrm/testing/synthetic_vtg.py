@@ -1,15 +1,15 @@
 """Synthetic video temporal grounding data: real mp4s in which the event a sentence names happens only inside
 a known segment, so a model that grounds it can score far above any constant guess.
 
-Each clip is a grey background (`vlmrm.synthetic` palette, shapes and mp4 writer) where a coloured shape
+Each clip is a grey background (`vlmrm.testing.synthetic` palette, shapes and mp4 writer) where a coloured shape
 is visible exactly on the frames of [start, end) ("the red square appears"); about half the clips also show
 a distractor of another colour during its own random segment. Times are whole frames: frame i covers
 [i / fps, (i + 1) / fps), so the labelled segment [a / fps, b / fps] holds exactly frames a..b-1. Some
 samples are trim windows (video_start / video_end) inside a longer file whose extra frames never show the
-event. JSONL lines follow the reference format, plus metadata keys (event_colour, event_shape,
+event. JSONL lines follow docs/vtg.md, "Annotations", plus metadata keys (event_colour, event_shape,
 distractor, fps, file_frames); difficulty = 1 - segment length / clip duration.
 
-Usage: `python -m vlmrm.vtg.synthetic --out DIR --num_train N --num_test M --seed S` writes
+Usage: `python -m vlmrm.testing.synthetic_vtg --out DIR --num_train N --num_test M --seed S` writes
 DIR/videos/*.mp4, DIR/train.jsonl, DIR/test.jsonl (video paths relative to DIR, i.e. video_dir = DIR) and
 DIR/summary.json with the best constant-segment baseline (`constant_baseline_miou`).
 """
@@ -52,7 +52,7 @@ CANDIDATE_CHUNK = 512  # candidate segments scored at once: bounds memory at 512
 
 @dataclass(frozen=True)
 class SyntheticVTGConfig:
-    """What to generate; every field is also a CLI flag of `python -m vlmrm.vtg.synthetic`."""
+    """What to generate; every field is also a CLI flag of `python -m vlmrm.testing.synthetic_vtg`."""
 
     out_dir: Path
     num_train: int = 200
@@ -162,7 +162,7 @@ def render(plan: ClipPlan, config: SyntheticVTGConfig) -> np.ndarray:
 
 
 def annotation(plan: ClipPlan, fps: int) -> dict:
-    """The JSONL line of a sample: reference fields, then metadata keys. Times are in seconds of the clip."""
+    """The JSONL line of a sample: the annotation fields (docs/vtg.md), then metadata keys. Times are in seconds of the clip."""
     first, stop = plan.event.first - plan.pre_frames, plan.event.stop - plan.pre_frames
     row: dict = {
         "video": plan.video,

@@ -1,7 +1,7 @@
 """Tiny random-weight Qwen-VL checkpoints, built locally for tests and CPU smoke runs.
 
 The checkpoints use the real transformers architecture, config, processor and tokenizer classes
-of each family (see `vlmrm.models.families`), only far smaller, so code that works on them works
+of each family (see `vlmrm.modeling.families`), only far smaller, so code that works on them works
 on `Qwen/Qwen2-VL-2B-Instruct` & co. unchanged: they load with `AutoProcessor.from_pretrained`
 and `AutoModelForImageTextToText.from_pretrained`. Nothing is downloaded: the byte-level BPE
 tokenizer is trained on the fly on a small built-in corpus, so any text tokenizes, and every
@@ -192,7 +192,7 @@ def _build_processor(family: ModelFamily, tokenizer: Qwen2Tokenizer) -> Processo
     else:
         video_bounds = {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}
     video_processor = family.video_processor_class(
-        # qwen-vl-utils' per-frame pixel cap, as the reference pipeline; setting it silences a warning.
+        # qwen-vl-utils' per-frame pixel cap, as Qwen-VL training pipelines use it; setting it silences a warning.
         cap_pixels_per_frame=True,
         **video_bounds,
         **shared,
@@ -209,7 +209,7 @@ def build_tiny_model(family: str, seed: int = 0) -> tuple[PreTrainedModel, Proce
     """Build a tiny random-weight model and its processor in memory.
 
     Args:
-        family: a `config.model_type` of `vlmrm.models.FAMILIES` ("qwen2_vl", ...).
+        family: a `config.model_type` of `vlmrm.modeling.families.FAMILIES` ("qwen2_vl", ...).
         seed: seeds the weight initialisation; the same seed gives identical weights.
 
     Returns:

@@ -1,6 +1,6 @@
 """VTG annotations (JSONL): parse every line, name every problem, decode clips in the Dataset.
 
-One JSON object per line (the reference format)::
+One JSON object per line (docs/vtg.md, "Annotations")::
 
     {"video": "videos/a.mp4", "duration": 24.9, "timestamp": [11.3, 15.0], "sentence": "...",
      "qid": "...", "video_start": 404.2, "video_end": 429.1, "difficulty": 24.65, "pred": [0.0, 15.01]}
@@ -8,7 +8,7 @@ One JSON object per line (the reference format)::
 Required: ``video`` (path relative to ``video_dir``, else to the JSONL's folder, or absolute),
 ``duration`` (seconds of the clip), ``timestamp`` ([start, end] seconds from the clip start),
 ``sentence``. Optional: ``video_start`` / ``video_end`` (trim window in the file, see
-:func:`vlmrm.vtg.clip.clip_window`), ``qid``, ``difficulty``, ``pred``; a ``null`` optional field
+:func:`vlmrm.vtg.clips.clip_window`), ``qid``, ``difficulty``, ``pred``; a ``null`` optional field
 counts as absent. Every other key is kept in ``metadata``.
 
 Parsing never raises on a bad line: each problem becomes a :class:`Problem` (file:line [field]:
@@ -51,7 +51,7 @@ OPTIONAL_FIELDS = ("video_start", "video_end", "qid", "difficulty", "pred")
 
 TIMESTAMP_SLACK_S = 0.01
 """A timestamp may pass the clip's [0, duration] by 10 ms: annotations are written to centiseconds
-(the reference's 404.2, [11.3, 15.0]) while durations carry float noise (24.900000000000034)."""
+(404.2, [11.3, 15.0]) while durations carry float noise (24.900000000000034)."""
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ A VTG sample's timestamps are seconds from the start of its *clip*: the whole fi
 [video_start, video_end] of it. Frames are chosen among the file's frames inside that window only,
 and ``frame_times`` are given relative to the window start, in the same time base as the label.
 
-Frame counts follow qwen-vl-utils (``smart_nframes`` via :func:`vlmrm.data.video.num_sampled_frames`):
+Frame counts follow qwen-vl-utils (``smart_nframes`` via :func:`vlmrm.media.sampling.num_sampled_frames`):
 n = window frames / file fps * fps, at most ``max_frames``, floored to even (Qwen's temporal patch
 is 2 frames), at least 2. ``fps: 0`` means the file's own rate, i.e. every frame up to ``max_frames``.
-Decoding goes through the project's backends (:mod:`vlmrm.data.video`), which all receive the same
+Decoding goes through the project's backends (:mod:`vlmrm.media.video`), which all receive the same
 indices.
 """
 
@@ -85,7 +85,7 @@ def clip_window(sample: VTGSample, info: VideoInfo) -> ClipWindow:
 
     No window: the whole file. A window inside the file (its end may pass the file's end by up to
     ``DURATION_TOLERANCE_S``, then it is clamped) is the clip. A window past the file's end whose
-    length equals the file's length is *provenance*: the file is already the cut (the reference's
+    length equals the file's length is *provenance*: the file is already the cut (TimeRFT-style
     ``"video_start": 404.2, "video_end": 429.1`` for a 24.9 s file), so the clip is the whole file.
     Any other window outside the file raises :class:`ClipWindowError`.
     """

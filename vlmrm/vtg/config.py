@@ -1,4 +1,4 @@
-"""The VTG training YAML (``task: vtg_sft`` / ``vtg_grpo``) in the reference's nested layout.
+"""The VTG training YAML (``task: vtg_sft`` / ``vtg_grpo``): nested sections (docs/vtg.md, "Task YAML").
 
     task: vtg_sft                  # or vtg_grpo
     data_config: vtg/data.yaml     # the nested data YAML (vlmrm.vtg.data_config), or the mapping inline
@@ -9,7 +9,7 @@
     rewards: [{name: temporal_iou, weight: 1.0}, {name: segment_overlap, weight: 0.5, mode: recall}]
 
 Every section is checked key by key (unknown keys name their dotted path; ``model``, ``lora``, the
-overrides and ``training_arguments`` are shared with ``grm_sft`` in :mod:`vlmrm.task_config`), ``training`` by
+overrides and ``training_arguments`` are shared with ``grm_sft`` in :mod:`vlmrm.core.config`), ``training`` by
 ``HfArgumentParser`` (unknown keys are an error there too). Command-line overrides: ``--key value``
 goes to ``training`` (the launcher's ``--use_cpu true --ddp_backend gloo`` land there), a dotted
 ``--model.name_or_path X`` to that section.

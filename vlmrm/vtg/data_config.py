@@ -1,13 +1,13 @@
-"""Typed VTG data config: the reference's nested data YAML, one dataclass per section.
+"""Typed VTG data config: the nested data YAML, one dataclass per section (docs/vtg.md, "Data YAML").
 
-The YAML (``configs/data/video_config.yaml`` in the reference) has the sections ``dataset``,
+The YAML has the sections ``dataset``,
 ``video`` (with a nested ``resolution``), ``temporal``, ``dataloader``, ``validation`` and
 ``duration_batching``. Each section is a dataclass whose fields carry ``help``; every key is
-checked: an unknown key anywhere is a :class:`vlmrm.config.ConfigError` naming the file, the
+checked: an unknown key anywhere is a :class:`vlmrm.core.config.ConfigError` naming the file, the
 dotted key path (``video.resolution.hieght``), the closest valid key and all valid keys there, so
 a typo never silently falls back to a default.
 
-Why not ``HfArgumentParser`` (as :mod:`vlmrm.config`): it reads flat key sets; this YAML is nested
+Why not ``HfArgumentParser`` (as :mod:`vlmrm.reward.config`): it reads flat key sets; this YAML is nested
 and its section names (``batch_size`` in two sections) overlap.
 """
 
@@ -57,7 +57,7 @@ class ResolutionSection:
 
 @dataclass
 class VideoSection:
-    """How frames are picked from a clip (see :func:`vlmrm.vtg.clip.load_vtg_clip`)."""
+    """How frames are picked from a clip (see :func:`vlmrm.vtg.clips.load_vtg_clip`)."""
 
     max_frames: int = option(
         32, "Most frames sampled per clip (floored to even: Qwen's temporal patch is 2)."
@@ -80,7 +80,7 @@ class VideoSection:
 
 @dataclass
 class TemporalSection:
-    """How segments are written in the model's text (consumed by :mod:`vlmrm.vtg.temporal`)."""
+    """How segments are written in the model's text (consumed by :mod:`vlmrm.vtg.time_encoding`)."""
 
     num_bins: int = option(100, "Bins of the relative (0-1) timestamp quantisation.")
     use_relative_timestamps: bool = option(True, "Write times as fractions of the clip, not seconds.")
@@ -123,7 +123,7 @@ class ValidationSection:
 
 @dataclass
 class DurationBatchingSection:
-    """Batches packed by total clip duration (consumed by :mod:`vlmrm.vtg.sampler`)."""
+    """Batches packed by total clip duration (consumed by :mod:`vlmrm.vtg.duration_sampler`)."""
 
     enabled: bool = option(False, "Pack batches by duration instead of a fixed batch_size.")
     target_batch_duration: float = option(1200.0, "Seconds of video per batch the packing aims for.")

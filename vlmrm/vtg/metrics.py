@@ -24,7 +24,7 @@ DEFAULT_THRESHOLDS = (
     0.7,
 )  # the IoU thresholds every VTG benchmark (Charades-STA, ActivityNet) reports
 # Difficulty buckets: terciles of the evaluated set's `difficulty` values, because the field has no fixed
-# scale or direction (the reference example's 24.65 is 100 x the IoU of its `pred`, i.e. higher = easier
+# scale or direction (a TimeRFT annotation's 24.65 is 100 x the IoU of its `pred`, i.e. higher = easier
 # there, while the synthetic data uses 1 - segment / duration, higher = harder), so only ranks within a
 # set are meaningful; buckets are named by value.
 DIFFICULTY_BUCKETS = ("low", "mid", "high")

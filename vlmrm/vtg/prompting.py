@@ -5,7 +5,7 @@ The clip is given as its sampled frames, each an image followed by its time (:fu
 answer can find "the time whose frame shows the event" in one look. Frames as images (not a video input) because TRL's GRPO passes images through generation
 and the policy loss, not videos, and SFT, GRPO and evaluation must see the same input; the explicit
 times give every family (Qwen2-VL has no frame timestamps of its own) the clock the answer refers to.
-The answer is the segment written by the run's :mod:`vlmrm.vtg.temporal` encoding.
+The answer is the segment written by the run's :mod:`vlmrm.vtg.time_encoding` encoding.
 """
 
 from __future__ import annotations

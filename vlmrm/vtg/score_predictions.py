@@ -1,11 +1,11 @@
 """Score a VTG JSONL's `pred` field against its `timestamp`, without a model.
 
-Usage: `python -m vlmrm.vtg.evaluate --file data.jsonl --output_dir DIR` writes
+Usage: `python -m vlmrm.vtg.score_predictions --file data.jsonl --output_dir DIR` writes
 - DIR/vtg_metrics.json: `vtg_metrics` of the file (R@0.3/0.5/0.7, mIoU, count, unparsed, per difficulty
   bucket) plus the source path;
 - DIR/vtg_predictions.jsonl: one line per sample: line, qid, timestamp, pred (as scored, or null), iou.
 
-`pred` goes through the same rules as a parsed model answer (`temporal.normalize_segment`): two finite
+`pred` goes through the same rules as a parsed model answer (`time_encoding.normalize_segment`, docs/vtg.md, "Time encodings"): two finite
 numbers, swapped when reversed, clamped to [0, duration]; anything else (missing, null, a string, NaN,
 wrong length) is unparseable and scores IoU 0. The ground truth must be valid: `duration` > 0 and
 0 <= start < end <= duration (seconds of the trimmed clip); otherwise every bad line is reported at once
@@ -29,7 +29,7 @@ PREDICTIONS_FILE = "vtg_predictions.jsonl"
 
 def read_prediction_records(jsonl_path: str | Path) -> list[dict]:
     """Per sample: {"line", "qid", "timestamp", "pred" (normalised or None), "difficulty"}, read by
-    :func:`vlmrm.vtg.data.parse_vtg_jsonl` (the training parser: same checks, same messages).
+    :func:`vlmrm.vtg.annotations.parse_vtg_jsonl` (the training parser: same checks, same messages).
 
     Raises:
         DataValidationError: with every line whose JSON or ground truth is invalid.
