@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import get_args
 
+import pytest
 import torch
 
 from vlmrm.modeling.reward_model import reward_model_class
@@ -41,6 +42,7 @@ def load_script():
     return module
 
 
+@pytest.mark.slow
 def test_tiny_run_without_the_packages_the_gpu_machine_lacks_prints_table_and_json_line():
     """One ``--tiny --steps 1`` run in a fresh interpreter where importing any of
     ``ABSENT_ON_GPU_MACHINE`` fails, from the repository root as on the GPU machine, without
