@@ -1,35 +1,49 @@
 """One configuration loader for every task: :func:`load_config` turns a YAML file (or a mapping) and
 command-line override tokens into typed dataclasses whose fields carry ``help`` metadata.
 
-Two layouts (:class:`Layout`):
+Layouts (:class:`Layout`):
 
 - flat (the reward model and its evaluation, HF Trainer style): every top-level key is a field (or
   an alias, ``option(..., aliases=[...])``) of one of a few dataclasses, parsed together by
   ``HfArgumentParser``, so ``learning_rate: 1e-5`` (a string to PyYAML) arrives as a float and every
   ``TrainingArguments`` key keeps its meaning and its own checks;
-- nested (VTG, GRM): one dataclass whose fields are sections (dataclasses, lists of them) built
-  key by key (:func:`build_section`); a ``training:`` section, when the layout has one, is parsed by
-  the same ``HfArgumentParser`` function as the flat layout, into the class the task picks
-  (``TrainingArguments`` or a subclass such as TRL's ``GRPOConfig``), under the task's defaults.
-  A section field marked ``path=True`` may also be given as the path of its own YAML file (VTG's
-  ``data_config``); that file's relative paths follow the path rule from its own folder.
+- nested (VTG, GRM, their evaluations): one dataclass whose fields are sections (dataclasses, lists
+  of them) built key by key (:func:`build_section`); a ``training:`` section, when the layout has
+  one, goes through the same ``HfArgumentParser`` function as the flat layout, into the class the
+  task picks (``TrainingArguments`` or a subclass such as TRL's ``GRPOConfig``), over the task's
+  defaults. A section field marked ``path=True`` may be given as the path of its own YAML file
+  (VTG's ``data_config``). ``warmup_ratio`` (the reference's key, dropped by transformers 5) is
+  accepted by every ``TrainingArguments`` class and converted here, once, into ``warmup_steps``.
 
-Order of work: read the file, merge ``values`` over it, apply the path rule to the file's input
-paths, apply the command-line overrides to the raw mapping, then build. Overrides therefore get
-exactly the checks the YAML gets. Grammar and path rule: :mod:`vlmrm.core.overrides`; in short,
-``--key value`` / ``--key=value`` / ``--key v1 v2`` / ``--flag`` / ``--no_flag`` /
-``--section.key value``, values read as YAML scalars; in a nested layout a key without a dot that
-is not a top-level field goes to ``training`` (so the launcher's ``--use_cpu true --ddp_backend
-gloo`` works for every task). A relative input path in a file is taken from the working directory
-when it exists there, else from the file's folder when it exists there, else left as written;
-command-line values are left as written (relative to the working directory).
+Order: read the file, merge ``values`` over it, apply the path rule to the file's paths, apply the
+command-line overrides to the raw mapping, build: overrides get exactly the checks the YAML gets.
+Override grammar (the tokens after the config, for ``train_rm.py`` and ``eval_rm.py``)::
 
-``warmup_ratio`` (the reference configs' key, which transformers 5 dropped) is accepted by every
-``TrainingArguments`` class and converted here, once, into the fraction ``warmup_steps`` takes.
+    --key value   --key=value     one value, read as a YAML scalar (5e-6, 3, true, null, [VQ, MQ])
+    --key v1 v2                   several values: a list (--eval_dim VQ MQ)
+    --flag        --no_flag       a bare key: true; no_ before a boolean's name: false
+    --section.key value           a key of a (nested) section, e.g. --lora.r 8, --data_config.video.fps 2
 
-Errors are :class:`ConfigError` ``"<origin>: <message>"``: the origin is the file (or the included
-file, or ``values`` / the caller's name for a mapping) or ``command line``; the message names the
-dotted key and, for an unknown key, the closest valid one. A typo is never silently ignored.
+Only ``true`` / ``false`` are booleans (``--save_strategy no`` stays ``no``); text that is not a
+``[...]`` / ``{...}`` collection stays text; a value starting with ``--`` needs ``=``. In a nested
+layout a key without a dot that is not a top-level field goes to ``training``, so the launcher's
+``--use_cpu true --ddp_backend gloo`` works for every task (``--training.key`` says so explicitly).
+List items are not addressed by dots: give the whole list (``--data "[{path: a.json}]"``).
+
+Path rule (fields marked ``option(..., path=True)``, and ``TrainingArguments.deepspeed``): a relative
+path written in a config file is taken from the working directory when it exists there, else from
+the file's folder when it exists there, else left as written, so hub ids and outputs not created yet
+are untouched; a file included by path follows the rule from its own folder. Command-line values
+are left as typed (relative to the working directory). A field marked ``under="a.b"`` is first
+joined onto that root folder key of its file (VTG's ``data_root``, :func:`resolve_under`).
+
+Errors are :class:`ConfigError` ``"<origin>: <message>"``: the origin is the file (an included
+file for its keys; ``values`` or the caller's name for a mapping) or ``command line``; the message
+names the dotted key and, for an unknown key, the closest valid one::
+
+    cfg.yaml: unknown key 'learnin_rate'; did you mean 'learning_rate'?
+    cfg.yaml: unknown key 'lora.rnak' (valid keys in lora: enabled, r, lora_alpha, ...)
+    command line: training: unknown key 'training.learnin_rate'; did you mean 'learning_rate'?
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from transformers import HfArgumentParser
 
 from vlmrm.core.overrides import (
+    COMMAND_LINE,
     TRAINING_SECTION,
     PathForm,
     fields_by_key,
@@ -60,8 +75,7 @@ from vlmrm.core.overrides import (
     read_yaml,
     resolve_paths,
     resolve_under,
-    section_class,
-    set_dotted,
+    set_override,
 )
 from vlmrm.core.problems import ConfigError
 
@@ -78,8 +92,6 @@ __all__ = [
 
 SUGGESTION_CUTOFF = 0.6
 """difflib similarity a known key needs to be offered as "did you mean"."""
-COMMAND_LINE = "command line"
-"""The origin errors name for a key given as an override."""
 TRAINING = TRAINING_SECTION
 ARGPARSE_KEY = re.compile(r"argument --(\w+)")
 """How argparse names the key of a bad value ("argument --fps: invalid float value: 'fast'")."""
@@ -323,10 +335,8 @@ def load_config(
 ) -> tuple:
     """The layout's instances (flat: one per class; nested: the sections, then the training
     arguments when the layout has them) from a YAML file or mapping, ``values`` merged over it
-    (treated as file content), then the command-line ``overrides``.
-
-    ``name`` is what errors call a mapping given without a file.
-    """
+    (treated as file content), then the command-line ``overrides``. ``name`` is what errors call a
+    mapping given without a file."""
     path = None if source is None or isinstance(source, dict) else Path(source)
     raw = read_yaml(path) if path is not None else copy.deepcopy(source or {})
     merge(raw, copy.deepcopy(values or {}))
@@ -366,30 +376,6 @@ def _load_flat(classes: tuple[type, ...], raw: dict, pairs: list, origins: dict)
     return parse_flat(classes, mapping)
 
 
-def _section_of(cls: type, dotted: list[str]) -> type | None:
-    """The dataclass at ``a.b`` under ``cls`` (None: not a section path)."""
-    for part in dotted:
-        hints = get_type_hints(cls)
-        cls = section_class(hints[part]) if part in hints else None
-        if cls is None:
-            return None
-    return cls
-
-
-def _set_dotted_override(cls: type, mapping: dict, key: str, value: Any, origins: dict) -> None:
-    """``key = value`` into the raw mapping; ``[...].no_flag`` as ``flag = false`` when ``flag`` is a
-    boolean of its section."""
-    *sections, last = key.split(".")
-    owner = _section_of(cls, sections)
-    table = {f.name: f for f in fields(owner)} if owner is not None else {}
-    target = negated(last, lambda k: is_bool(table.get(k)), lambda k: k in table)
-    origins[key] = COMMAND_LINE
-    if target is not None:
-        value, key = off(key, value), ".".join([*sections, target])
-        origins[key] = COMMAND_LINE
-    set_dotted(mapping, key, value)
-
-
 def _load_nested(layout: Layout, raw: dict, pairs: list, origins: dict) -> tuple:
     (cls,) = layout.classes
     top = {f.name: f for f in fields(cls)}
@@ -402,7 +388,7 @@ def _load_nested(layout: Layout, raw: dict, pairs: list, origins: dict) -> tuple
         elif layout.training is not None and "." not in key and head not in top and negation is None:
             training_pairs.append((key, value))
         else:
-            _set_dotted_override(cls, raw, key, value, origins)
+            set_override(cls, raw, key, value, origins)
     sections = build_section(cls, raw)
     if layout.training is None:
         return (sections,)

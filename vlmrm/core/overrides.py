@@ -1,23 +1,7 @@
-"""Command-line overrides and input paths: the two rules :func:`vlmrm.core.config.load_config`
-applies to every task's YAML before it builds anything.
-
-Override grammar (the tokens after the config file, for ``train_rm.py`` and ``eval_rm.py`` alike)::
-
-    --key value            --key=value           one value, read as a YAML scalar
-    --key v1 v2 ...                              several values: a list (``--eval_dim VQ MQ``)
-    --key                  --no_key              a bare flag: true; ``no_`` before a boolean: false
-    --section.key value    --a.b.c=value         a key inside a (nested) section
-
-A value is read as YAML (``5e-6``, ``3``, ``true``, ``null``, ``[VQ, MQ]``, ``{a: 1}``), with two
-exceptions that keep what users type on a command line: only ``true`` / ``false`` are booleans
-(``--save_strategy no`` stays the string ``no``), and text that is not a ``[...]`` / ``{...}``
-collection stays text (``--run_name "a: b"``). A value that starts with ``--`` needs the ``=`` form.
-
-Path rule (fields marked ``option(..., path=True)``, and ``deepspeed`` of ``TrainingArguments``):
-a relative path written in a config file is taken from the working directory when it exists there,
-else from the config file's folder when it exists there, else left as written; absolute paths, hub
-ids and outputs that do not exist yet are therefore untouched. A value given on the command line is
-never moved: it is relative to the working directory, where the command was typed.
+"""The raw mapping before anything is built: reading YAML, the command-line override grammar
+(:func:`parse_overrides`, :func:`set_override`) and the input-path rule (:func:`resolve_path`,
+:func:`resolve_paths`), which :func:`vlmrm.core.config.load_config` applies to every task's config.
+Both rules are stated, with examples, in :mod:`vlmrm.core.config`'s docstring.
 """
 
 from __future__ import annotations
@@ -39,6 +23,8 @@ FLOW_COLLECTION_STARTS = ("[", "{")
 """A command-line value is a YAML list / mapping only when written in flow style."""
 BOOLEAN_WORDS = ("true", "false")
 """The only booleans on the command line (YAML 1.1 also reads yes / no / on / off as booleans)."""
+COMMAND_LINE = "command line"
+"""The origin errors name for a key given as an override."""
 TRAINING_SECTION = "training"
 """The section of a nested layout parsed into the task's TrainingArguments class."""
 INHERITED_PATH_FIELDS = frozenset({"deepspeed"})
@@ -169,6 +155,7 @@ def fields_by_key(classes: tuple[type, ...]) -> dict[str, Field]:
 
 
 def is_bool(f: Field | None) -> bool:
+    """Whether a field holds a boolean (what ``--no_<name>`` may turn off)."""
     hint = f.type if f is not None else None
     if isinstance(hint, str):
         return hint.replace(" ", "") in ("bool", "bool|None", "Optional[bool]")
@@ -189,7 +176,9 @@ def origin_of(key: str | None, origins: dict[str, str], default: str) -> str:
 
 
 def resolve_paths(layout, raw: dict, folder: Path | None, origins: dict) -> None:
-    """The path rule on the file's values (in place); a section given as a path is read here."""
+    """The path rule on the values of a config file in ``folder`` (in place), for a
+    :class:`vlmrm.core.config.Layout`; a section given as a path is read here, and ``origins``
+    records its file for the errors about its keys."""
     if layout.flat:
         table = fields_by_key(layout.classes)
         for key, value in raw.items():
@@ -263,3 +252,27 @@ def resolve_under(path: str, root: str | Path | None) -> str:
     if candidate.parts[: len(base.parts)] == base.parts:
         return str(candidate)
     return str(base / candidate)
+
+
+def section_at(cls: type, dotted: list[str]) -> type | None:
+    """The dataclass at ``a.b`` under ``cls`` (None: not a section path)."""
+    for part in dotted:
+        hints = get_type_hints(cls)
+        cls = section_class(hints[part]) if part in hints else None
+        if cls is None:
+            return None
+    return cls
+
+
+def set_override(cls: type, mapping: dict, key: str, value: Any, origins: dict) -> None:
+    """``key = value`` into the raw mapping; ``[...].no_flag`` as ``flag = false`` when ``flag`` is a
+    boolean of its section."""
+    *sections, last = key.split(".")
+    owner = section_at(cls, sections)
+    table = {f.name: f for f in fields(owner)} if owner is not None else {}
+    target = negated(last, lambda k: is_bool(table.get(k)), lambda k: k in table)
+    origins[key] = COMMAND_LINE
+    if target is not None:
+        value, key = off(key, value), ".".join([*sections, target])
+        origins[key] = COMMAND_LINE
+    set_dotted(mapping, key, value)

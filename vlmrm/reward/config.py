@@ -6,7 +6,9 @@ VideoAlign / HF Trainer user knows keeps its name and meaning. YAML values and c
 overrides go through the same argparse parser, which is why ``learning_rate: 1e-5`` (a *string* to
 PyYAML) still arrives as a float and why ``train_rm.py cfg.yaml --learning_rate 5e-6`` works.
 Unknown keys are errors that name the key and suggest the closest valid one: a typo must never be
-silently ignored.
+silently ignored. Loaded by :func:`vlmrm.core.config.load_config` (flat layout), which holds the
+override grammar and the path rule for the fields marked ``path=True`` (the backbone, ``init_from``,
+the data files and folders).
 """
 
 from __future__ import annotations
