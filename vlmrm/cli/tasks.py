@@ -1,13 +1,15 @@
 """One launcher, several jobs: the ``task:`` key of a config picks what ``train_rm.py`` and
 ``eval_rm.py`` run (default ``reward_model``), so ``./run_distributed.sh --config X.yaml`` and
-``./run_eval.sh X.yaml`` start any of them with the same torchrun / DeepSpeed plumbing."""
+``./run_eval.sh X.yaml`` start any of them with the same torchrun / DeepSpeed plumbing. Every job
+reads its YAML and the ``--key value`` overrides after it through
+:func:`vlmrm.core.config.load_config`: one grammar, one path rule."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from vlmrm.core.config import ConfigError, flat_overrides, read_yaml
+from vlmrm.core.config import ConfigError, read_yaml
 
 DEFAULT_TRAIN_TASK = "reward_model"
 DEFAULT_EVAL_TASK = "reward_model"
@@ -67,7 +69,7 @@ def _vtg_eval(path: str, overrides: list[str]) -> list[str]:
     """R@0.3/0.5/0.7 and mIoU of a VTG model (or of the file's ``pred``), and where they were written."""
     from vlmrm.vtg.evaluate import parse_vtg_eval_config, run_vtg_evaluation
 
-    config = parse_vtg_eval_config({**read_yaml(path), **flat_overrides(overrides)})
+    config = parse_vtg_eval_config(path, overrides)
     metrics = run_vtg_evaluation(config)
     shown = ", ".join(f"{key} {metrics[key]:.4f}" for key in ("R@0.3", "R@0.5", "R@0.7", "mIoU"))
     return [
@@ -80,7 +82,7 @@ def _grm_eval(path: str, overrides: list[str]) -> list[str]:
     """Verdict accuracy and parse rate of a generative reward model, and where they were written."""
     from vlmrm.grm.evaluate import RESULTS_FILE, parse_grm_eval_config, run_grm_evaluation
 
-    config = parse_grm_eval_config({**read_yaml(path), **flat_overrides(overrides)})
+    config = parse_grm_eval_config(path, overrides)
     stats = run_grm_evaluation(config)
     shown = ", ".join(
         f"{key} {'n/a' if stats[key] is None else format(stats[key], '.4f')}"

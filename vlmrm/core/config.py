@@ -1,39 +1,125 @@
-"""Configuration loading shared by every task: typed dataclasses from YAML, checked key by key.
+"""One configuration loader for every task: :func:`load_config` turns a YAML file (or a mapping) and
+command-line override tokens into typed dataclasses whose fields carry ``help`` metadata.
 
-Two layouts exist, both built from dataclasses whose fields carry ``help`` metadata:
+Layouts (:class:`Layout`):
 
-- flat (the reward model, HF Trainer style): every key is a field of one of a few dataclasses,
-  parsed by ``HfArgumentParser`` (:func:`parse_dataclasses`), so ``learning_rate: 1e-5`` (a
-  string to PyYAML) arrives as a float and every ``TrainingArguments`` key keeps its meaning;
-- nested (VTG, GRM): sections of dataclasses (:func:`build_section`), whose errors name the
-  dotted key path (``video.resolution.hieght``).
+- flat (the reward model and its evaluation, HF Trainer style): every top-level key is a field (or
+  an alias, ``option(..., aliases=[...])``) of one of a few dataclasses, parsed together by
+  ``HfArgumentParser``, so ``learning_rate: 1e-5`` (a string to PyYAML) arrives as a float and every
+  ``TrainingArguments`` key keeps its meaning and its own checks;
+- nested (VTG, GRM, their evaluations): one dataclass whose fields are sections (dataclasses, lists
+  of them) built key by key (:func:`build_section`); a ``training:`` section, when the layout has
+  one, goes through the same ``HfArgumentParser`` function as the flat layout, into the class the
+  task picks (``TrainingArguments`` or a subclass such as TRL's ``GRPOConfig``), over the task's
+  defaults. A section field marked ``path=True`` may be given as the path of its own YAML file
+  (VTG's ``data_config``). ``warmup_ratio`` (the reference's key, dropped by transformers 5) is
+  accepted by every ``TrainingArguments`` class and converted here, once, into ``warmup_steps``.
 
-Unknown keys are errors that name the key and suggest the closest valid one: a typo must never
-be silently ignored.
+Order: read the file, merge ``values`` over it, apply the path rule to the file's paths, apply the
+command-line overrides to the raw mapping, build: overrides get exactly the checks the YAML gets.
+Override grammar (the tokens after the config, for ``train_rm.py`` and ``eval_rm.py``)::
+
+    --key value   --key=value     one value, read as a YAML scalar (5e-6, 3, true, null, [VQ, MQ])
+    --key v1 v2                   several values: a list (--eval_dim VQ MQ)
+    --flag        --no_flag       a bare key: true; no_ before a boolean's name: false
+    --section.key value           a key of a (nested) section, e.g. --lora.r 8, --data_config.video.fps 2
+
+Only ``true`` / ``false`` are booleans (``--save_strategy no`` stays ``no``); text that is not a
+``[...]`` / ``{...}`` collection stays text; a value starting with ``--`` needs ``=``. In a nested
+layout a key without a dot that is not a top-level field goes to ``training``, so the launcher's
+``--use_cpu true --ddp_backend gloo`` works for every task (``--training.key`` says so explicitly).
+List items are not addressed by dots: give the whole list (``--data "[{path: a.json}]"``).
+
+Path rule (fields marked ``option(..., path=True)``, and ``TrainingArguments.deepspeed``): a relative
+path written in a config file is taken from the working directory when it exists there, else from
+the file's folder when it exists there, else left as written, so hub ids and outputs not created yet
+are untouched; a file included by path follows the rule from its own folder. Command-line values
+are left as typed (relative to the working directory). A field marked ``under="a.b"`` is first
+joined onto that root folder key of its file (VTG's ``data_root``, :func:`resolve_under`).
+
+Errors are :class:`ConfigError` ``"<origin>: <message>"``: the origin is the file (an included
+file for its keys; ``values`` or the caller's name for a mapping) or ``command line``; the message
+names the dotted key and, for an unknown key, the closest valid one::
+
+    cfg.yaml: unknown key 'learnin_rate'; did you mean 'learning_rate'?
+    cfg.yaml: unknown key 'lora.rnak' (valid keys in lora: enabled, r, lora_alpha, ...)
+    command line: training: unknown key 'training.learnin_rate'; did you mean 'learning_rate'?
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 import json
+import re
 import types
-from dataclasses import field, fields, is_dataclass
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-import yaml
 from transformers import HfArgumentParser
 
+from vlmrm.core.overrides import (
+    COMMAND_LINE,
+    TRAINING_SECTION,
+    PathForm,
+    fields_by_key,
+    is_bool,
+    merge,
+    negated,
+    off,
+    origin_of,
+    parse_overrides,
+    read_yaml,
+    resolve_paths,
+    resolve_under,
+    set_override,
+)
+from vlmrm.core.problems import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration problem found before any model or data is loaded."""
+__all__ = [
+    "ConfigError",
+    "Layout",
+    "as_str_list",
+    "build_section",
+    "load_config",
+    "option",
+    "read_yaml",
+    "resolve_under",
+]
+
+SUGGESTION_CUTOFF = 0.6
+"""difflib similarity a known key needs to be offered as "did you mean"."""
+TRAINING = TRAINING_SECTION
+ARGPARSE_KEY = re.compile(r"argument --(\w+)")
+"""How argparse names the key of a bad value ("argument --fps: invalid float value: 'fast'")."""
+LOADER_METADATA = frozenset({"path", "under"})
+"""Field metadata of :func:`option` that only the loader reads."""
+RATIO_KEYS = {"warmup_ratio": "warmup_steps"}
+"""Reference keys transformers 5 dropped: warm-up as a fraction of all steps is a float warmup_steps < 1."""
 
 
-def option(default: Any = None, help: str = "", aliases: list[str] | None = None, **kwargs) -> Any:
+def option(
+    default: Any = None,
+    help: str = "",
+    aliases: list[str] | None = None,
+    path: bool | PathForm = False,
+    under: str | None = None,
+    **kwargs,
+) -> Any:
+    """A dataclass field with its ``help``; ``aliases`` are other accepted key names; ``path``
+    marks an input path (True) or a value embedding paths (a :data:`PathForm`) for the path rule;
+    ``under`` names the root-folder key of the same file a relative path is joined onto first
+    (:func:`resolve_under`, VTG's ``data_root``)."""
     metadata: dict[str, Any] = {"help": help}
     if aliases:
         metadata["aliases"] = [f"--{a}" for a in aliases]
+    if path:
+        metadata["path"] = path
+    if under:
+        metadata["under"] = under
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
     return field(default=default, metadata=metadata, **kwargs)
@@ -57,118 +143,7 @@ def as_str_list(value: Any, name: str) -> list[str]:
     return list(value)
 
 
-def _key_table(classes: tuple[type, ...]) -> dict[str, str]:
-    """Every accepted key (field names and their aliases) -> the field it sets."""
-    table: dict[str, str] = {}
-    for cls in classes:
-        for f in fields(cls):
-            if not f.init:
-                continue
-            table[f.name] = f.name
-            for alias in f.metadata.get("aliases", []):
-                table[alias.lstrip("-")] = f.name
-    return table
-
-
-def _check_key(key: str, table: dict[str, str], source: str) -> str:
-    if key in table:
-        return table[key]
-    close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.6)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise ConfigError(f"{source}: unknown key '{key}'{hint}")
-
-
-def _yaml_to_argv(values: dict[str, Any], table: dict[str, str], source: str) -> list[str]:
-    """Turn YAML key/values into argparse tokens, so both sources share one type conversion."""
-    argv: list[str] = []
-    for key, value in values.items():
-        name = _check_key(str(key), table, source)
-        if value is None:
-            continue
-        argv.append(f"--{name}")
-        if isinstance(value, bool):
-            argv.append(str(value).lower())
-        elif isinstance(value, dict):
-            argv.append(json.dumps(value))
-        elif isinstance(value, (list, tuple)):
-            if not value:
-                raise ConfigError(f"{source}: '{key}' is an empty list")
-            argv.extend(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)
-        else:
-            argv.append(str(value))
-    return argv
-
-
-def _check_cli_keys(argv: list[str], table: dict[str, str]) -> None:
-    bool_negations = {f"no_{name}" for name in table}
-    for token in argv:
-        if token.startswith("--"):
-            key = token[2:].split("=", 1)[0].replace("-", "_")
-            if key not in bool_negations:
-                _check_key(key, table, "command line")
-
-
-class _RaisingArgumentParser(HfArgumentParser):
-    """argparse prints usage and exits on a bad value; we want one clear exception instead."""
-
-    def error(self, message: str):
-        raise ConfigError(message)
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load`` (never executes tags)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    with path.open() as fh:
-        values = yaml.safe_load(fh) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of key: value")
-    return values
-
-
-def parse_dataclasses(
-    classes: tuple[type, ...],
-    path: str | Path | None = None,
-    overrides: list[str] | None = None,
-    values: dict | None = None,
-) -> tuple:
-    """Parse a YAML file (or a dict) plus ``--key value`` overrides into instances of ``classes``.
-
-    Args:
-        path: YAML file; its keys are the dataclass field names (or their aliases).
-        overrides: command-line tokens, applied after the YAML (last one wins).
-        values: a mapping used instead of / on top of the file (tests, programmatic use).
-    """
-    table = _key_table(classes)
-    merged: dict[str, Any] = read_yaml(path) if path is not None else {}
-    merged.update(values or {})
-    source = str(path) if path is not None else "config"
-    argv = _yaml_to_argv(merged, table, source)
-    overrides = list(overrides or [])
-    _check_cli_keys(overrides, table)
-    parser = _RaisingArgumentParser(classes, allow_abbrev=False)
-    try:
-        return tuple(parser.parse_args_into_dataclasses(args=argv + overrides, look_for_args_file=False))
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
-
-
-def resolve_under(path: str, root: str | Path | None) -> str:
-    """``path`` joined onto ``root``, unless absolute or already spelled from ``root``.
-
-    Data YAMLs commonly write ``data_root: ./data`` next to ``annotation_file:
-    ./data/annotations/train.jsonl`` (and video paths ``./data/videos/...`` next to ``video_dir:
-    ./data/videos``): such a path already starts with the root's components and is kept as is;
-    ``annotations/train.jsonl`` becomes ``data/annotations/train.jsonl``. Idempotent.
-    """
-    candidate = Path(path)
-    if root is None or candidate.is_absolute():
-        return str(candidate)
-    base = Path(root)
-    if candidate.parts[: len(base.parts)] == base.parts:
-        return str(candidate)
-    return str(base / candidate)
+# ---- nested sections -------------------------------------------------------------------------
 
 
 def _type_name(hint: Any) -> str:
@@ -176,17 +151,17 @@ def _type_name(hint: Any) -> str:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against the field's annotation; int -> float is the only silent conversion.
-
-    PyYAML reads ``1e3`` (no dot) as a string: for float fields a numeric string is converted, as
-    the rule for every typed value here is "convert or reject, never pass a string on".
-    """
+    """Check ``value`` against the field's annotation; int -> float and one value -> a one-item list
+    are the only silent conversions. PyYAML reads ``1e3`` (no dot) as a string: for float fields a
+    numeric string is converted ("convert or reject, never pass a string on")."""
     if hint is Any:
         return value
     if hint is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}", key)
         return value
+    if is_dataclass(hint):
+        return build_section(hint, value, key)
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
         if value is None:
@@ -195,28 +170,25 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return _coerce(value, inner, key)
     if origin is list:
         (item,) = get_args(hint)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
-        if is_dataclass(item):
-            return [build_section(item, entry, f"{key}[{i}]") for i, entry in enumerate(value)]
-        return [_coerce(entry, item, f"{key}[{i}]") for i, entry in enumerate(value)]
+        items = value if isinstance(value, list) else [value]
+        return [_coerce(entry, item, f"{key}[{i}]") for i, entry in enumerate(items)]
     if origin is Literal:
         if value not in get_args(hint):
             choices = ", ".join(repr(c) for c in get_args(hint))
-            raise ConfigError(f"{key}: must be one of {choices}, got {value!r}")
+            raise ConfigError(f"{key}: must be one of {choices}, got {value!r}", key)
         return value
     if hint is float and isinstance(value, str):
         try:
             return float(value)
         except ValueError:
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+            raise ConfigError(f"{key}: expected a number, got {value!r}", key) from None
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint in (bool, str) and isinstance(value, hint):
         return value
-    raise ConfigError(f"{key}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
+    raise ConfigError(f"{key}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}", key)
 
 
 def build_section(cls: type, values: Any, prefix: str = "") -> Any:
@@ -225,114 +197,203 @@ def build_section(cls: type, values: Any, prefix: str = "") -> Any:
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping of key: value, got {type(values).__name__}")
+        raise ConfigError(f"{where}: expected a mapping of key: value, got {type(values).__name__}", prefix)
     hints = get_type_hints(cls)
     names = [f.name for f in fields(cls)]
     kwargs = {}
     for key, value in values.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=SUGGESTION_CUTOFF)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown key '{dotted}'{hint} (valid keys in {where}: {', '.join(names)})")
-        if is_dataclass(hints[key]):
-            kwargs[key] = build_section(hints[key], value, dotted)
-        else:
-            kwargs[key] = _coerce(value, hints[key], dotted)
+            message = f"unknown key '{dotted}'{hint} (valid keys in {where}: {', '.join(names)})"
+            raise ConfigError(message, dotted)
+        kwargs[key] = _coerce(value, hints[key], dotted)
     try:
         return cls(**kwargs)
     except ConfigError as err:
-        raise ConfigError(f"{prefix}.{err}" if prefix else str(err)) from None
+        raise ConfigError(f"{prefix}.{err}" if prefix else str(err), err.key or prefix or None) from None
 
 
-def split_overrides(overrides: list[str]) -> tuple[dict, list[str]]:
-    """Dotted ``--section.key value`` pairs (parsed as YAML scalars) and the rest (for ``training``)."""
-    dotted, rest = {}, []
-    tokens = list(overrides)
-    while tokens:
-        token = tokens.pop(0)
-        key = token[2:] if token.startswith("--") else None
-        if key and "." in key.split("=")[0]:
-            name, _, value = key.partition("=")
-            if not value:
-                if not tokens:
-                    raise ConfigError(f"{token}: needs a value")
-                value = tokens.pop(0)
-            dotted[name] = yaml.safe_load(value)
+# ---- flat classes through HfArgumentParser ---------------------------------------------------
+
+
+def _unknown(key: str, known: list[str], dotted: str, section: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=SUGGESTION_CUTOFF)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ConfigError(f"{section + ': ' if section else ''}unknown key '{dotted}'{hint}", dotted)
+
+
+def canonical_keys(classes: tuple[type, ...], values: dict, section: str = "") -> dict:
+    """``values`` with every key checked and aliases replaced by the field name they set."""
+    table = fields_by_key(classes)
+    ratios = {k: v for k, v in RATIO_KEYS.items() if v in table and k not in table}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{section}.{key}" if section else str(key)
+        if key in ratios:
+            name = key
+        elif key in table:
+            name = table[key].name
         else:
-            rest.append(token)
-    return dotted, rest
+            raise _unknown(str(key), [*table, *ratios], dotted, section)
+        if name in out:
+            raise ConfigError(f"'{dotted}': '{name}' is given twice (under two of its names)", dotted)
+        out[name] = value
+    for ratio, steps in ratios.items():
+        if ratio in out:
+            value = out.pop(ratio)
+            where = f"{section}.{ratio}" if section else ratio
+            if out.get(steps) is not None:
+                raise ConfigError(f"{where}: give {ratio} or {steps}, not both", where)
+            try:
+                fraction = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}: expected a number, got {value!r}", where) from None
+            if not 0 <= fraction < 1:
+                raise ConfigError(f"{where}: must be in [0, 1), got {fraction}", where)
+            out[steps] = fraction
+    return out
 
 
-def apply_dotted(values: dict, dotted: dict) -> None:
-    """Write each ``section.key: value`` of :func:`split_overrides` into the raw YAML mapping."""
-    for name, value in dotted.items():
-        section, _, key = name.partition(".")
-        target = values.setdefault(section, {})
-        if not isinstance(target, dict):
-            raise ConfigError(f"--{name}: {section} is not a section")
-        target[key] = value
+def _argv(values: dict, section: str) -> list[str]:
+    """Key/values as argparse tokens, so YAML and command-line values share one type conversion."""
+    argv: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        argv.append(f"--{key}")
+        if isinstance(value, bool):
+            argv.append(str(value).lower())
+        elif isinstance(value, dict):
+            argv.append(json.dumps(value))
+        elif isinstance(value, (list, tuple)):
+            if not value:
+                where = f"{section}.{key}" if section else key
+                raise ConfigError(f"{where}: is an empty list", where)
+            argv.extend(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)
+        else:
+            argv.append(str(value))
+    return argv
 
 
-def training_arguments(cls: type, values: dict, overrides: list[str], output_hint: str) -> Any:
-    """``training`` + flat overrides -> an instance of ``cls`` (``TrainingArguments`` or a subclass
-    such as TRL's ``GRPOConfig``), parsed by ``HfArgumentParser`` so its own checks run."""
-    from transformers import HfArgumentParser
+class _RaisingArgumentParser(HfArgumentParser):
+    """argparse prints usage and exits on a bad value; we want one clear exception instead."""
 
-    parser = HfArgumentParser(cls)
-    merged = {"output_dir": output_hint, **values}
-    if (
-        "warmup_ratio" in merged
-    ):  # the shipped configs' key (transformers < 5); transformers 5 takes a fraction in warmup_steps
-        ratio = float(merged.pop("warmup_ratio"))
-        if not 0 <= ratio < 1:
-            raise ConfigError(f"training.warmup_ratio: must be in [0, 1), got {ratio}")
-        merged["warmup_steps"] = ratio
-    known = {f for f in cls.__dataclass_fields__}
-    unknown = sorted(set(merged) - known)
-    if unknown:
-        raise ConfigError(f"training: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
-    args = []
-    for key, value in merged.items():
-        if isinstance(value, dict):
-            raise ConfigError(f"training.{key}: mappings are not supported here")
-        args += [f"--{key}", *(map(str, value) if isinstance(value, list) else [str(value)])]
+    def error(self, message: str):
+        raise ConfigError(message)
+
+    @staticmethod
+    def _parse_dataclass_field(parser, f: Field) -> None:
+        """HfArgumentParser passes a field's metadata to ``add_argument``: not the loader's keys."""
+        if LOADER_METADATA & set(f.metadata):
+            f = copy.copy(f)
+            f.metadata = types.MappingProxyType(
+                {k: v for k, v in f.metadata.items() if k not in LOADER_METADATA}
+            )
+        HfArgumentParser._parse_dataclass_field(parser, f)
+
+
+def parse_flat(classes: tuple[type, ...], values: dict, section: str = "") -> tuple:
+    """Instances of ``classes`` from one flat mapping, by ``HfArgumentParser`` (the flat layout, and
+    the ``training`` section of a nested one: ``section`` then prefixes keys in errors)."""
+    argv = _argv(canonical_keys(classes, values, section), section)
+    parser = _RaisingArgumentParser(classes, allow_abbrev=False)
     try:
-        (parsed,) = parser.parse_args_into_dataclasses(args=args + overrides)
-    except SystemExit as err:
-        raise ConfigError(f"training: cannot parse {overrides or merged}: see the message above") from err
-    except ValueError as err:  # the arguments' own checks (e.g. GRPO's batch vs num_generations)
-        raise ConfigError(f"training: {err}") from err
-    return parsed
+        return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+    except ValueError as err:  # ConfigError included; and the classes' own checks (GRPO batch sizes)
+        named = ARGPARSE_KEY.match(str(err))
+        key = err.key if isinstance(err, ConfigError) else None
+        if named and key is None:
+            key = f"{section}.{named.group(1)}" if section else named.group(1)
+        raise ConfigError(f"{section}: {err}" if section else str(err), key) from None
 
 
-def read_sections(cls: type, path: str | Path | None, overrides: list[str] | None, values: dict | None):
-    """(sections, flat overrides for ``training``, source name): the YAML (or ``values``) with the
-    dotted ``--section.key value`` overrides applied, checked key by key into ``cls``."""
-    raw = dict(values) if values is not None else read_yaml(path)
-    source = str(path) if path is not None else "values"
-    dotted, flat = split_overrides(overrides or [])
-    apply_dotted(raw, dotted)
+# ---- the loader ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one task's YAML maps onto dataclasses.
+
+    ``classes``: flat: the dataclasses sharing the top level; nested: one top-level dataclass.
+    ``training`` (nested only): given the built sections, the class of the ``training:`` section and
+    the defaults its YAML values go over; None: the layout has no training section.
+    """
+
+    classes: tuple[type, ...]
+    flat: bool = False
+    training: Callable[[Any], tuple[type, dict]] | None = None
+
+
+def load_config(
+    layout: Layout,
+    source: str | Path | dict | None = None,
+    overrides: list[str] | None = None,
+    values: dict | None = None,
+    name: str = "values",
+) -> tuple:
+    """The layout's instances (flat: one per class; nested: the sections, then the training
+    arguments when the layout has them) from a YAML file or mapping, ``values`` merged over it
+    (treated as file content), then the command-line ``overrides``. ``name`` is what errors call a
+    mapping given without a file."""
+    path = None if source is None or isinstance(source, dict) else Path(source)
+    raw = read_yaml(path) if path is not None else copy.deepcopy(source or {})
+    merge(raw, copy.deepcopy(values or {}))
+    origin = str(path) if path is not None else name
     try:
-        sections = build_section(cls, raw)
+        pairs = parse_overrides(list(overrides or []))
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
-    if not sections.model.name_or_path:
-        raise ConfigError(f"{source}: model.name_or_path: required")
-    return sections, flat, source
+        raise ConfigError(f"{COMMAND_LINE}: {err}") from None
+    origins: dict[str, str] = {}  # dotted key prefix -> the file it came from (includes, command line)
+    try:
+        resolve_paths(layout, raw, path.parent if path is not None else None, origins)
+        if layout.flat:
+            return _load_flat(layout.classes, raw, pairs, origins)
+        return _load_nested(layout, raw, pairs, origins)
+    except ConfigError as err:
+        raise ConfigError(f"{origin_of(err.key, origins, origin)}: {err}", err.key) from None
 
 
-def flat_overrides(tokens: list[str]) -> dict:
-    """``--key value`` / ``--key=value`` pairs, values read as YAML scalars."""
-    values, rest = {}, list(tokens)
-    while rest:
-        token = rest.pop(0)
-        if not token.startswith("--"):
-            raise ConfigError(f"unexpected argument {token!r} (expected --key value)")
-        key, _, value = token[2:].partition("=")
-        if not value:
-            if not rest:
-                raise ConfigError(f"{token}: needs a value")
-            value = rest.pop(0)
-        values[key] = yaml.safe_load(value)
-    return values
+def _apply_flat(
+    classes: tuple[type, ...], mapping: dict, pairs: list, origins: dict, section: str = ""
+) -> None:
+    """Command-line pairs into a canonical flat mapping (``--no_flag``, aliases, ratio keys)."""
+    table = fields_by_key(classes)
+    prefix = f"{section}." if section else ""
+    for key, value in pairs:
+        origins[prefix + key] = COMMAND_LINE
+        target = negated(key, lambda k: is_bool(table.get(k)), lambda k: k in table)
+        if target is not None:
+            origins[prefix + target] = COMMAND_LINE
+            key, value = target, off(prefix + key, value)
+        mapping.update(canonical_keys(classes, {key: value}, section))
+
+
+def _load_flat(classes: tuple[type, ...], raw: dict, pairs: list, origins: dict) -> tuple:
+    mapping = canonical_keys(classes, raw)
+    _apply_flat(classes, mapping, pairs, origins)
+    return parse_flat(classes, mapping)
+
+
+def _load_nested(layout: Layout, raw: dict, pairs: list, origins: dict) -> tuple:
+    (cls,) = layout.classes
+    top = {f.name: f for f in fields(cls)}
+    training_pairs = []
+    for key, value in pairs:
+        head = key.split(".", 1)[0]
+        negation = negated(head, lambda k: is_bool(top.get(k)), lambda k: k in top)
+        if layout.training is not None and head == TRAINING and "." in key:
+            training_pairs.append((key.split(".", 1)[1], value))
+        elif layout.training is not None and "." not in key and head not in top and negation is None:
+            training_pairs.append((key, value))
+        else:
+            set_override(cls, raw, key, value, origins)
+    sections = build_section(cls, raw)
+    if layout.training is None:
+        return (sections,)
+    training_class, defaults = layout.training(sections)
+    mapping = canonical_keys((training_class,), {**defaults, **getattr(sections, TRAINING)}, TRAINING)
+    _apply_flat((training_class,), mapping, training_pairs, origins, TRAINING)
+    (args,) = parse_flat((training_class,), mapping, TRAINING)
+    return sections, args

@@ -91,3 +91,15 @@ class ValidationReport:
 
     def failed(self, strict: bool = False) -> bool:
         return bool(errors(self.problems, strict))
+
+
+class ConfigError(ValueError):
+    """A configuration problem found before any model or data is loaded.
+
+    ``key`` is the dotted key the problem is about, when there is one: the loader uses it to say
+    whether the key came from the command line or from which file.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key

@@ -16,13 +16,14 @@ parse rate = parsed / judged (tie pairs are skipped and counted apart).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vlmrm.core.config import ConfigError, build_section, option
+from vlmrm.core.config import ConfigError, Layout, load_config, option
 from vlmrm.grm.engines import GenerationSettings, HFEngine
-from vlmrm.grm.instructions import load_instruction
+from vlmrm.grm.instructions import INSTRUCTION_FILE_PREFIX, load_instruction
 from vlmrm.grm.parsing import judge
 from vlmrm.grm.rejection_sampling import (
     DEFAULT_BATCH_SIZE,
@@ -30,23 +31,41 @@ from vlmrm.grm.rejection_sampling import (
     MediaSettings,
     SamplingJob,
 )
-from vlmrm.grm.sources import load_sources
+from vlmrm.grm.sources import LIST_SEPARATOR, SOURCE_SEPARATOR, load_sources
 from vlmrm.media.sampling import DEFAULT_VIDEO_FPS
 
 RECORDS_FILE = "verdicts.jsonl"
 RESULTS_FILE = "grm_eval.json"
 
 
+def data_path_form(value: str, resolve: Callable[[str], str]) -> str:
+    """The path rule on each path of ``source:path[,source:path]``."""
+    entries = []
+    for entry in value.split(LIST_SEPARATOR):
+        source, sep, path = entry.strip().partition(SOURCE_SEPARATOR)
+        entries.append(f"{source}{sep}{resolve(path)}" if sep and path else entry)
+    return LIST_SEPARATOR.join(entries)
+
+
+def instruction_form(value: str, resolve: Callable[[str], str]) -> str:
+    """The path rule on the file of an ``@FILE`` instruction; a template given inline is no path."""
+    if value.startswith(INSTRUCTION_FILE_PREFIX):
+        return INSTRUCTION_FILE_PREFIX + resolve(value[len(INSTRUCTION_FILE_PREFIX) :])
+    return value
+
+
 @dataclass
 class GRMEvalConfig:
     task: Literal["grm"] = option("grm", "This evaluation.")
-    model_dir: str | None = option(None, "Checkpoint folder (grm_sft output) or hub id.")
-    data_path: str | None = option(None, "source:path[,source:path] of held-out pairs.")
+    model_dir: str | None = option(None, "Checkpoint folder (grm_sft output) or hub id.", path=True)
+    data_path: str | None = option(None, "source:path[,source:path] of held-out pairs.", path=data_path_form)
     output_dir: str = option("evaluation_results/grm", "Where the verdicts and counts go.")
     batch_size: int = option(DEFAULT_BATCH_SIZE, "Pairs per generate call.")
     max_new_tokens: int = option(DEFAULT_MAX_NEW_TOKENS, "Most tokens generated per pair.")
     use_cot: bool = option(True, "Default instruction asks for <think> + scores (as in training data).")
-    task_instruction: str | None = option(None, "Template with {prompt}, or @FILE (default: T2I/T2V one).")
+    task_instruction: str | None = option(
+        None, "Template with {prompt}, or @FILE (default: T2I/T2V one).", path=instruction_form
+    )
     video_fps: float = option(DEFAULT_VIDEO_FPS, "Frames sampled per second of video.")
     video_backend: str = option("auto", "torchcodec | decord | pyav | auto.")
     temperature: float = option(0.0, "0 = greedy.")
@@ -63,8 +82,12 @@ class GRMEvalConfig:
             raise ConfigError("batch_size and max_new_tokens must be >= 1 and video_fps > 0")
 
 
-def parse_grm_eval_config(values: dict) -> GRMEvalConfig:
-    return build_section(GRMEvalConfig, values)
+def parse_grm_eval_config(
+    source: str | Path | dict | None = None, overrides=None, values=None
+) -> GRMEvalConfig:
+    """The ``task: grm`` eval YAML (or its mapping) with command-line overrides."""
+    (config,) = load_config(Layout((GRMEvalConfig,)), source, overrides, values)
+    return config
 
 
 def run_grm_evaluation(config: GRMEvalConfig) -> dict:

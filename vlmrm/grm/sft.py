@@ -13,8 +13,10 @@ conversations of :mod:`vlmrm.grm.convert` (loss on the gpt turns only; HF ``Trai
     image_min_pixels / image_max_pixels / video_min_pixels / video_max_pixels / video_max_frames
 
 The mix rule (``round(weight * n)`` examples per source per epoch) is in :mod:`vlmrm.grm.sft_data`.
-Command-line overrides as in :mod:`vlmrm.core.config`: ``--model.name_or_path X``, and any flat
-``--key value`` for ``training``.
+Loaded by :func:`vlmrm.core.config.load_config` (nested layout; its grammar and path rule):
+``--model.name_or_path X``, ``--max_length 4096`` (a top-level key), and any other flat
+``--key value`` for ``training``. ``data[].path`` follows the path rule (working directory, else
+this YAML's folder).
 
 The output folder is what :class:`vlmrm.grm.engines.HFEngine` loads (rejection sampling,
 ``eval_rm.py`` with ``task: grm``): full weights or a PEFT adapter (transformers loads the base
@@ -31,7 +33,7 @@ from typing import Any, Literal
 
 from transformers import AutoProcessor, TrainingArguments
 
-from vlmrm.core.config import ConfigError, option, read_sections, training_arguments
+from vlmrm.core.config import ConfigError, Layout, load_config, option
 from vlmrm.grm.sft_data import GRMSFTCollator, GRMSFTDataset, MediaLimits, load_sources, mix_counts
 from vlmrm.media.processor import image_factor
 from vlmrm.media.sampling import DEFAULT_VIDEO_FPS
@@ -49,7 +51,7 @@ OUTPUT_HINT = "outputs/grm_sft"
 
 @dataclass
 class DataSource:
-    path: str | None = option(None, "Converted SFT JSON (python -m vlmrm.grm.convert).")
+    path: str | None = option(None, "Converted SFT JSON (python -m vlmrm.grm.convert).", path=True)
     weight: float = option(1.0, "Examples per epoch = round(weight x examples in the file).")
 
     def __post_init__(self) -> None:
@@ -99,26 +101,24 @@ class GRMSFTConfig:
     source: str
 
 
-def _resolve(path: str, config_path: str | Path | None) -> str:
-    """A relative path as given when it exists from here, else next to the config file."""
-    candidate = Path(path)
-    if candidate.is_absolute() or candidate.exists() or config_path is None:
-        return path
-    return str(Path(config_path).parent / candidate)
+def training_of(sections: GRMSFTSections) -> tuple[type, dict]:
+    """``TrainingArguments`` and its defaults here (the collator needs the raw examples)."""
+    if not sections.model.name_or_path:
+        raise ConfigError("model.name_or_path: required")
+    if not sections.data or any(entry.path is None for entry in sections.data):
+        raise ConfigError("data: a list of {path: sft.json, weight: 1.0}, each with a path")
+    return TrainingArguments, {"output_dir": OUTPUT_HINT, "remove_unused_columns": False}
+
+
+LAYOUT = Layout((GRMSFTSections,), training=training_of)
 
 
 def load_grm_sft_config(
     path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
 ) -> GRMSFTConfig:
     """Sections (unknown keys are errors naming the dotted key) and the training arguments."""
-    sections, flat, source = read_sections(GRMSFTSections, path, overrides, values)
-    if not sections.data or any(entry.path is None for entry in sections.data):
-        raise ConfigError(f"{source}: data: a list of {{path: sft.json, weight: 1.0}}, each with a path")
-    for entry in sections.data:
-        entry.path = _resolve(entry.path, path)
-    defaults = {"remove_unused_columns": False}  # the collator needs the raw examples
-    args = training_arguments(TrainingArguments, {**defaults, **sections.training}, flat, OUTPUT_HINT)
-    return GRMSFTConfig(sections, args, source)
+    sections, args = load_config(LAYOUT, path, overrides, values)
+    return GRMSFTConfig(sections, args, str(path) if path is not None else "values")
 
 
 def save_run(folder: str | Path, sections: GRMSFTSections, counts: list[int]) -> None:

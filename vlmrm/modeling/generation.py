@@ -15,7 +15,7 @@ from vlmrm.modeling.loading import DTYPES
 
 @dataclass
 class ModelSection:
-    name_or_path: str | None = option(None, "Base Qwen-VL checkpoint (hub id or local folder).")
+    name_or_path: str | None = option(None, "Base Qwen-VL checkpoint (hub id or local folder).", path=True)
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("bfloat16", "Weights dtype.")
     attn_implementation: str = option("sdpa", "flash_attention_2 | sdpa | eager.")
 

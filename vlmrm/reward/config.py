@@ -6,7 +6,9 @@ VideoAlign / HF Trainer user knows keeps its name and meaning. YAML values and c
 overrides go through the same argparse parser, which is why ``learning_rate: 1e-5`` (a *string* to
 PyYAML) still arrives as a float and why ``train_rm.py cfg.yaml --learning_rate 5e-6`` works.
 Unknown keys are errors that name the key and suggest the closest valid one: a typo must never be
-silently ignored.
+silently ignored. Loaded by :func:`vlmrm.core.config.load_config` (flat layout), which holds the
+override grammar and the path rule for the fields marked ``path=True`` (the backbone, ``init_from``,
+the data files and folders).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Literal
 
 from transformers import TrainingArguments
 
-from vlmrm.core.config import ConfigError, as_str_list, option, parse_dataclasses
+from vlmrm.core.config import ConfigError, Layout, as_str_list, load_config, option
 from vlmrm.media.sampling import (
     DEFAULT_MAX_FRAME_PIXELS,
     DEFAULT_MIN_FRAME_PIXELS,
@@ -36,7 +38,7 @@ class ModelConfig:
         "reward_model",
         "The job this YAML runs (vlmrm.tasks); vtg_sft / vtg_grpo YAMLs have their own layout.",
     )
-    model_name_or_path: str | None = option(None, "Local path or hub id of the Qwen-VL backbone.")
+    model_name_or_path: str | None = option(None, "Local path or hub id of the Qwen-VL backbone.", path=True)
     torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = option(
         "auto", "dtype the backbone is loaded in; 'auto' follows bf16/fp16 of the training arguments."
     )
@@ -69,7 +71,9 @@ class ModelConfig:
     )
     num_lora_modules: int = option(-1, "LoRA on the last N matching modules; -1 = all.")
     init_from: str | None = option(
-        None, "Start from an existing vlmrm reward checkpoint (its weights, head and reward tokens)."
+        None,
+        "Start from an existing vlmrm reward checkpoint (its weights, head and reward tokens).",
+        path=True,
     )
 
     def __post_init__(self) -> None:
@@ -81,11 +85,13 @@ class DataConfig:
     """Where the preference data lives and how videos are sampled (qwen-vl-utils rules)."""
 
     meta_data: str | None = option(
-        None, "Training data: CSV video pairs or JSONL image pairs.", aliases=["dataset_path"]
+        None, "Training data: CSV video pairs or JSONL image pairs.", aliases=["dataset_path"], path=True
     )
-    meta_data_test: str | None = option(None, "Held-out CSV in the same format.")
+    meta_data_test: str | None = option(None, "Held-out CSV in the same format.", path=True)
     data_dir: str | None = option(
-        None, "Folder the CSV's relative video paths are resolved against; unset = the CSV's folder."
+        None,
+        "Folder the CSV's relative video paths are resolved against; unset = the CSV's folder.",
+        path=True,
     )
     restrict_paths: bool = option(
         False,
@@ -134,7 +140,7 @@ class DataConfig:
         "JSONL schema (vlmrm.data.image_pairs).",
     )
     image_dir: str | None = option(
-        None, "Folder relative image paths of JSONL data resolve against (default: its folder)."
+        None, "Folder relative image paths of JSONL data resolve against (default: its folder).", path=True
     )
     max_train_samples: int | None = option(None, "Train on the first N pairs only (None = all).")
     use_irrelevant_queries: bool = option(
@@ -247,15 +253,8 @@ class RewardTrainingArguments(TrainingArguments):
         None, "Max tokens per sequence (guards against OOM).", aliases=["max_seq_length"]
     )
     remove_unused_columns: bool = option(False, "Kept False: the collator needs every dataset field.")
-    warmup_ratio: float | None = option(
-        None, "Warm-up as a fraction of all steps (transformers 5 takes it as a float warmup_steps < 1)."
-    )
 
     def __post_init__(self) -> None:
-        if self.warmup_ratio is not None:
-            if not 0 <= self.warmup_ratio < 1:
-                raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-            self.warmup_steps = self.warmup_ratio
         if self.tie_k <= 1:
             raise ConfigError(f"tie_k: the Rao-Kupper parameter must be > 1, got {self.tie_k}")
         if self.use_margin_loss:
@@ -285,6 +284,9 @@ class RewardTrainingArguments(TrainingArguments):
 
 
 CONFIG_CLASSES = (ModelConfig, DataConfig, RewardTrainingArguments)
+LAYOUT = Layout(CONFIG_CLASSES, flat=True)
+"""The flat reward-model YAML: every key belongs to one of the three classes (``warmup_ratio``, the
+reference's key, is converted by the loader into the fraction ``warmup_steps`` takes)."""
 
 
 @dataclass
@@ -326,6 +328,6 @@ def check_cross_fields(model: ModelConfig, data: DataConfig) -> None:
 def parse_config(
     path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
 ) -> RunConfig:
-    """A training run's :class:`RunConfig` from YAML / overrides / values (see :func:`parse_dataclasses`)."""
-    model, data, training = parse_dataclasses(CONFIG_CLASSES, path, overrides, values)
+    """A training run's :class:`RunConfig` from YAML / overrides / values (see :func:`load_config`)."""
+    model, data, training = load_config(LAYOUT, path, overrides, values)
     return RunConfig(model=model, data=data, training=training)

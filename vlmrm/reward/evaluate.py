@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import AutoConfig
 
-from vlmrm.core.config import ConfigError, option, parse_dataclasses
+from vlmrm.core.config import ConfigError, Layout, load_config, option
 from vlmrm.core.problems import Problem, errors
 from vlmrm.media.processor import image_factor
 from vlmrm.media.video import resolve_backend
@@ -82,14 +82,16 @@ class EvalConfig:
     task: Literal["reward_model"] = option(
         "reward_model", "The job (vlmrm.tasks); task: vtg has its own keys."
     )
-    model_dirs: list[str] | None = option(None, "Training output directories to evaluate.")
-    dataset_path: str | None = option(None, "Evaluation data: a CSV of video pairs.")
-    data_dir: str | None = option(None, "Folder relative video paths resolve against (default: the CSV's).")
+    model_dirs: list[str] | None = option(None, "Training output directories to evaluate.", path=True)
+    dataset_path: str | None = option(None, "Evaluation data: a CSV of video pairs.", path=True)
+    data_dir: str | None = option(
+        None, "Folder relative video paths resolve against (default: the CSV's).", path=True
+    )
     data_format: Literal["auto", "video_pairs", "image_pairs"] = option(
         "auto", "auto: by file type (.csv = video pairs, .jsonl = image pairs)."
     )
     base_model_path: str | None = option(
-        None, "Backbone for adapter checkpoints (default: the one recorded in the checkpoint)."
+        None, "Backbone for adapter checkpoints (default: the one recorded in the checkpoint).", path=True
     )
     checkpoint_pattern: str = option("checkpoint-*", "Glob of checkpoints inside each model dir.")
     eval_batch_size: int = option(8, "Pairs per forward batch.")
@@ -114,8 +116,9 @@ class EvalConfig:
             raise ConfigError(f"dataset_path {self.dataset_path}: unknown data format; set data_format")
 
 
-def parse_eval_config(path: str | Path | None = None, overrides=None, values=None) -> EvalConfig:
-    (config,) = parse_dataclasses((EvalConfig,), path, overrides, values)
+def parse_eval_config(path: str | Path | dict | None = None, overrides=None, values=None) -> EvalConfig:
+    """``eval_config.yaml`` (flat, like the training YAML) with command-line overrides."""
+    (config,) = load_config(Layout((EvalConfig,), flat=True), path, overrides, values)
     return config
 
 

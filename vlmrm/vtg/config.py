@@ -8,11 +8,13 @@
     rl: {algorithm, num_generations, temperature, kl_coef, clip_range, max_completion_length, sft_checkpoint}
     rewards: [{name: temporal_iou, weight: 1.0}, {name: segment_overlap, weight: 0.5, mode: recall}]
 
-Every section is checked key by key (unknown keys name their dotted path; ``model``, ``lora``, the
-overrides and ``training_arguments`` are shared with ``grm_sft`` in :mod:`vlmrm.core.config`), ``training`` by
-``HfArgumentParser`` (unknown keys are an error there too). Command-line overrides: ``--key value``
-goes to ``training`` (the launcher's ``--use_cpu true --ddp_backend gloo`` land there), a dotted
-``--model.name_or_path X`` to that section.
+Loaded by :func:`vlmrm.core.config.load_config` (nested layout): every section is checked key by
+key (unknown keys name their dotted path; ``model`` and ``lora`` are shared with ``grm_sft``),
+``training`` by ``HfArgumentParser`` into ``TrainingArguments`` / ``GRPOConfig``. ``data_config``
+is the data YAML's path (its own relative paths follow the path rule from its folder) or the
+mapping inline. Command-line overrides: ``--key value`` goes to ``training`` unless ``key`` is a
+top-level key here (the launcher's ``--use_cpu true --ddp_backend gloo`` land in ``training``), a
+dotted ``--model.name_or_path X`` / ``--data_config.video.max_frames 8`` to that section.
 
 Batch sizes: ``training.per_device_train_batch_size`` / ``per_device_eval_batch_size`` when given,
 else the data config's ``dataloader.batch_size`` / ``validation.batch_size``; the data loader's
@@ -25,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vlmrm.core.config import ConfigError, option, read_sections, training_arguments
+from vlmrm.core.config import ConfigError, Layout, load_config, option
 from vlmrm.modeling.generation import LoraSection, ModelSection
-from vlmrm.vtg.data_config import VTGDataConfig, load_vtg_data_config
+from vlmrm.vtg.data_config import VTGDataConfig
 
 VTG_TASKS = ("vtg_sft", "vtg_grpo")
+OUTPUT_ROOT = "outputs"
+"""``training.output_dir`` when the YAML sets none: ``outputs/<task>``."""
 RewardName = Literal["temporal_iou", "segment_overlap"]
 
 
@@ -42,7 +46,7 @@ class RLSection:
     clip_range: float = option(0.2, "PPO clip range epsilon of the importance ratio.")
     max_completion_length: int = option(32, "Most tokens generated per completion.")
     sft_checkpoint: str | None = option(
-        None, "The vtg_sft output (adapter) to start from; unset: the base model."
+        None, "The vtg_sft output (adapter) to start from; unset: the base model.", path=True
     )
 
     def __post_init__(self) -> None:
@@ -70,7 +74,9 @@ class RewardEntry:
 @dataclass
 class VTGTaskSections:
     task: Literal["vtg_sft", "vtg_grpo"] = option("vtg_sft", "Which VTG job.")
-    data_config: Any = option(None, "Path of the nested data YAML, or the mapping itself.")
+    data_config: VTGDataConfig | None = option(
+        None, "Path of the nested data YAML (vlmrm.vtg.data_config), or the mapping itself.", path=True
+    )
     model: ModelSection = field(default_factory=ModelSection, metadata={"help": "Base model."})
     lora: LoraSection = field(default_factory=LoraSection, metadata={"help": "LoRA adapters."})
     training: dict = field(default_factory=dict, metadata={"help": "TrainingArguments / GRPOConfig keys."})
@@ -102,18 +108,16 @@ def training_class(task: str) -> type:
     return TrainingArguments
 
 
-def load_vtg_task_config(path: str | Path | None = None, overrides: list[str] | None = None, values=None):
-    """The whole VTG job: sections, the data config (file or inline) and the training arguments."""
-    sections, flat, source = read_sections(VTGTaskSections, path, overrides, values)
-    if sections.data_config is None:
-        raise ConfigError(f"{source}: data_config: required (path of the data YAML or its mapping)")
-    data_source = sections.data_config
-    if isinstance(data_source, str) and path is not None and not Path(data_source).is_absolute():
-        candidate = Path(data_source)
-        data_source = str(candidate if candidate.exists() else Path(path).parent / candidate)
-    data = load_vtg_data_config(data_source)
-    training = sections.training
+def training_of(sections: VTGTaskSections) -> tuple[type, dict]:
+    """The ``training`` class of the task and the defaults its YAML values go over: batch sizes and
+    loader settings from the data config, the GRPO settings from ``rl`` and ``rewards``."""
+    if not sections.model.name_or_path:
+        raise ConfigError("model.name_or_path: required")
+    data = sections.data_config
+    if data is None:
+        raise ConfigError("data_config: required (path of the data YAML or its mapping)")
     defaults = {
+        "output_dir": f"{OUTPUT_ROOT}/{sections.task}",
         "per_device_train_batch_size": data.dataloader.batch_size,
         "per_device_eval_batch_size": data.validation.batch_size,
         "dataloader_num_workers": data.dataloader.num_workers,
@@ -133,7 +137,15 @@ def load_vtg_task_config(path: str | Path | None = None, overrides: list[str] | 
             max_completion_length=rl.max_completion_length,
             reward_weights=[entry.weight for entry in sections.rewards],
         )
-    args = training_arguments(
-        training_class(sections.task), {**defaults, **training}, flat, f"outputs/{sections.task}"
-    )
-    return VTGTaskConfig(sections, data, args, source)
+    return training_class(sections.task), defaults
+
+
+LAYOUT = Layout((VTGTaskSections,), training=training_of)
+
+
+def load_vtg_task_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
+) -> VTGTaskConfig:
+    """The whole VTG job: sections, the data config (file or inline) and the training arguments."""
+    sections, args = load_config(LAYOUT, path, overrides, values)
+    return VTGTaskConfig(sections, sections.data_config, args, str(path) if path is not None else "values")

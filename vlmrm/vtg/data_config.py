@@ -3,12 +3,14 @@
 The YAML has the sections ``dataset``,
 ``video`` (with a nested ``resolution``), ``temporal``, ``dataloader``, ``validation`` and
 ``duration_batching``. Each section is a dataclass whose fields carry ``help``; every key is
-checked: an unknown key anywhere is a :class:`vlmrm.core.config.ConfigError` naming the file, the
-dotted key path (``video.resolution.hieght``), the closest valid key and all valid keys there, so
-a typo never silently falls back to a default.
+checked: an unknown key anywhere is a :class:`vlmrm.core.config.ConfigError` naming the file,
+the dotted key path (``video.resolution.hieght``), the closest valid key and all valid keys there,
+so a typo never silently falls back to a default. Loaded by :func:`vlmrm.core.config.load_config`
+(nested layout: the sections are not flat key sets, and ``batch_size`` is in two of them).
 
-Why not ``HfArgumentParser`` (as :mod:`vlmrm.reward.config`): it reads flat key sets; this YAML is nested
-and its section names (``batch_size`` in two sections) overlap.
+Paths: ``dataset.data_root`` follows the loader's path rule (working directory, else this file's
+folder); the data files are first joined onto the root as written (:func:`resolve_under`, the
+reference's convention), then follow the same rule.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vlmrm.core.config import ConfigError, build_section, option, read_yaml, resolve_under
+from vlmrm.core.config import ConfigError, Layout, load_config, option, resolve_under
 
 SamplingStrategy = Literal["uniform", "random", "keyframe"]
 EmbeddingInit = Literal["sinusoidal", "mean"]
+DATA_ROOT = "dataset.data_root"
+"""The reference's root folder key: the data files' relative paths are spelled from it."""
 
 
 def _positive(value: float, name: str, minimum: float = 1) -> None:
@@ -34,12 +38,17 @@ class DatasetSection:
     """Where the annotations and videos are."""
 
     name: str = option("video_temporal_grounding", "Data set name (logged only).")
-    data_root: str | None = option(None, "Root folder; the other relative paths are resolved against it.")
+    data_root: str | None = option(
+        None, "Root folder; the other relative paths are resolved against it.", path=True
+    )
     annotation_file: str | None = option(
-        None, "Training JSONL (video, duration, timestamp, sentence per line)."
+        None, "Training JSONL (video, duration, timestamp, sentence per line).", path=True, under=DATA_ROOT
     )
     video_dir: str | None = option(
-        None, "Folder the JSONL's relative video paths resolve against (unset: the JSONL's folder)."
+        None,
+        "Folder the JSONL's relative video paths resolve against (unset: the JSONL's folder).",
+        path=True,
+        under=DATA_ROOT,
     )
 
 
@@ -114,7 +123,9 @@ class DataloaderSection:
 class ValidationSection:
     """The held-out split."""
 
-    annotation_file: str | None = option(None, "Validation JSONL (same format as the training file).")
+    annotation_file: str | None = option(
+        None, "Validation JSONL (same format as the training file).", path=True, under=DATA_ROOT
+    )
     batch_size: int = option(8, "Validation clips per device per step.")
 
     def __post_init__(self) -> None:
@@ -174,18 +185,14 @@ class VTGDataConfig:
                 setattr(section, name, resolve_under(value, root))
 
 
-def load_vtg_data_config(source: str | Path | dict) -> VTGDataConfig:
+def load_vtg_data_config(
+    source: str | Path | dict, overrides: list[str] | None = None, values: dict | None = None
+) -> VTGDataConfig:
     """Read and check a VTG data YAML (path) or the same mapping (dict, e.g. from a training YAML).
 
     Raises:
         ConfigError: ``"<file>: <dotted.key>: <reason>"`` for an unknown key, a wrong type, a value
             outside its choices or range.
     """
-    if isinstance(source, dict):
-        values, name = source, "data config"
-    else:
-        values, name = read_yaml(source), str(source)
-    try:
-        return build_section(VTGDataConfig, values, "")
-    except ConfigError as err:
-        raise ConfigError(f"{name}: {err}") from None
+    (config,) = load_config(Layout((VTGDataConfig,)), source, overrides, values, name="data config")
+    return config

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from vlmrm.core.config import build_section, option
+from vlmrm.core.config import Layout, load_config, option
 from vlmrm.media.processor import image_factor
 from vlmrm.media.video import resolve_backend
 from vlmrm.vtg.annotations import VTGDataset
@@ -34,9 +34,15 @@ from vlmrm.vtg.time_encoding import ParseStats, build_encoding
 @dataclass
 class VTGEvalConfig:
     task: str = option("vtg", "Always vtg here.")
-    annotation_file: str | None = option(None, "VTG JSONL to evaluate (with `pred` when there is no model).")
-    model_dir: str | None = option(None, "A vtg_sft / vtg_grpo output folder; unset = score the file's pred.")
-    video_dir: str | None = option(None, "Folder relative video paths resolve against (default: the file's).")
+    annotation_file: str | None = option(
+        None, "VTG JSONL to evaluate (with `pred` when there is no model).", path=True
+    )
+    model_dir: str | None = option(
+        None, "A vtg_sft / vtg_grpo output folder; unset = score the file's pred.", path=True
+    )
+    video_dir: str | None = option(
+        None, "Folder relative video paths resolve against (default: the file's).", path=True
+    )
     output_dir: str = option("outputs/vtg_eval", "Where vtg_metrics.json and vtg_predictions.jsonl go.")
     batch_size: int = option(8, "Clips per generate call.")
     max_new_tokens: int = option(32, "Most tokens generated per answer.")
@@ -99,5 +105,9 @@ def run_vtg_evaluation(config: VTGEvalConfig) -> dict:
     return write_results(records, config.output_dir, config.annotation_file, extra)
 
 
-def parse_vtg_eval_config(values: dict) -> VTGEvalConfig:
-    return build_section(VTGEvalConfig, values)
+def parse_vtg_eval_config(
+    source: str | Path | dict | None = None, overrides=None, values=None
+) -> VTGEvalConfig:
+    """The ``task: vtg`` eval YAML (or its mapping) with command-line overrides."""
+    (config,) = load_config(Layout((VTGEvalConfig,)), source, overrides, values)
+    return config
