@@ -12,7 +12,7 @@ Layouts (:class:`Layout`):
   one, goes through the same ``HfArgumentParser`` function as the flat layout, into the class the
   task picks (``TrainingArguments`` or a subclass such as TRL's ``GRPOConfig``), over the task's
   defaults. A section field marked ``path=True`` may be given as the path of its own YAML file
-  (VTG's ``data_config``). ``warmup_ratio`` (the reference's key, dropped by transformers 5) is
+  (VTG's ``data_config``). ``warmup_ratio`` (VideoAlign's and transformers 4's key, dropped by transformers 5) is
   accepted by every ``TrainingArguments`` class and converted here, once, into ``warmup_steps``.
 
 Order: read the file, merge ``values`` over it, apply the path rule to the file's paths, apply the

@@ -9,8 +9,8 @@ so a typo never silently falls back to a default. Loaded by :func:`vlmrm.core.co
 (nested layout: the sections are not flat key sets, and ``batch_size`` is in two of them).
 
 Paths: ``dataset.data_root`` follows the loader's path rule (working directory, else this file's
-folder); the data files are first joined onto the root as written (:func:`resolve_under`, the
-reference's convention), then follow the same rule.
+folder); the data files are first joined onto the root as written (:func:`resolve_under`; docs/vtg.md,
+"Data YAML"), then follow the same rule.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from vlmrm.core.config import ConfigError, Layout, load_config, option, resolve_
 SamplingStrategy = Literal["uniform", "random", "keyframe"]
 EmbeddingInit = Literal["sinusoidal", "mean"]
 DATA_ROOT = "dataset.data_root"
-"""The reference's root folder key: the data files' relative paths are spelled from it."""
+"""The root folder key of the data YAML: the data files' relative paths are spelled from it."""
 
 
 def _positive(value: float, name: str, minimum: float = 1) -> None:
