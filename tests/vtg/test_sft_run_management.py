@@ -15,8 +15,8 @@ from tests.training.run_checks import (
     final_norm_weight,
 )
 from tests.training.test_faults import PoisonWeightAtStep
+from tests.vtg.conftest import FEW_FRAMES, NUM_TRAIN
 from tests.vtg.test_tasks import task_values
-from vlmrm.testing.synthetic_vtg import SyntheticVTGConfig, generate_vtg_dataset
 from vlmrm.testing.tiny import tiny_checkpoint
 from vlmrm.training.run import NonFiniteLossError
 from vlmrm.training.sft import GenerationSFTTrainer
@@ -24,17 +24,7 @@ from vlmrm.vtg.config import load_vtg_task_config
 from vlmrm.vtg.sft import run_vtg_sft
 
 pytestmark = pytest.mark.slow
-NUM_TRAIN = 8
-FEW_FRAMES = 4
-"""Frames per clip: enough for the task's prompt layout, few enough for a step in well under a second."""
 POISONED_STEP = 2
-
-
-@pytest.fixture(scope="module")
-def small_vtg_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vtg_small")
-    generate_vtg_dataset(SyntheticVTGConfig(out_dir=out, num_train=NUM_TRAIN, num_test=0, seed=0))
-    return out
 
 
 def run_values(data, tiny_cache, output_dir, **training) -> dict:
