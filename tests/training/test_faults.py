@@ -131,31 +131,36 @@ def test_a_checkpoint_killed_while_being_written_is_never_resumed(tiny_cache, sy
     assert [resumed[s] for s in range(4, 13)] == pytest.approx([expected[s] for s in range(4, 13)], abs=1e-6)
 
 
-class PoisonHeadAtStep(TrainerCallback):
-    """Makes the reward head inf during one optimizer step (restored after it): that step's loss is
-    non-finite whatever the batch, the others are normal."""
+def reward_head_weight(model):
+    return model.rm_head.layers[0].weight
 
-    def __init__(self, step: int):
-        self.step, self.saved = step, None
+
+class PoisonWeightAtStep(TrainerCallback):
+    """Fills one weight (default: the reward head's first layer) with ``value`` during one optimizer
+    step (restored after it): that step's loss is non-finite whatever the batch, the others are
+    normal. ``weight_of(model)`` picks the weight, so every task's tests inject the fault the same way."""
+
+    def __init__(self, step: int, weight_of=reward_head_weight, value: float = float("inf")):
+        self.step, self.weight_of, self.value, self.saved = step, weight_of, value, None
 
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step + 1 == self.step:
-            weight = model.rm_head.layers[0].weight
+            weight = self.weight_of(model)
             self.saved = weight.detach().clone()
             with torch.no_grad():
-                weight.fill_(float("inf"))
+                weight.fill_(self.value)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.saved is not None:
             with torch.no_grad():
-                model.rm_head.layers[0].weight.copy_(self.saved)
+                self.weight_of(model).copy_(self.saved)
             self.saved = None
 
 
 def test_nonfinite_loss_stops_naming_the_step_and_sample_ids(tiny_cache, synthetic_pairs, tmp_path):
     values = fault_values(tiny_cache, synthetic_pairs, tmp_path / "run", save_strategy="no", max_steps=4)
     with pytest.raises(NonFiniteLossError, match=r"at step 3 \(batch sample ids \[\d+, \d+\]"):
-        run_training(parse_config(values=values), callbacks=[PoisonHeadAtStep(3)])
+        run_training(parse_config(values=values), callbacks=[PoisonWeightAtStep(3)])
 
 
 def test_skip_nonfinite_loss_skips_the_step_and_counts_it(tiny_cache, synthetic_pairs, tmp_path):
@@ -163,7 +168,7 @@ def test_skip_nonfinite_loss_skips_the_step_and_counts_it(tiny_cache, synthetic_
     values = fault_values(
         tiny_cache, synthetic_pairs, out, save_strategy="no", max_steps=4, skip_nonfinite_loss=True
     )
-    metrics = run_training(parse_config(values=values), callbacks=[PoisonHeadAtStep(3)])
+    metrics = run_training(parse_config(values=values), callbacks=[PoisonWeightAtStep(3)])
     assert metrics["skipped_nonfinite_steps"] == 1
     assert json.loads((out / "eval_results.json").read_text())["skipped_nonfinite_steps"] == 1
     model, _ = load_reward_model(out)

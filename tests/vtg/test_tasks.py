@@ -212,3 +212,28 @@ def test_duration_batched_sft_under_torchrun_logs_its_batches(vtg_data, tiny_cac
     sizes = [int(n) for n in re.findall(r"Step \d+: batch_size avg=[\d.]+, min=\d+, max=(\d+)", log)]
     assert sizes and max(sizes) <= 6
     assert (tmp_path / "sft" / "vtg_run.json").is_file()
+
+
+def test_both_vtg_jobs_take_the_run_keys(tmp_path):
+    """SFT and GRPO training sections carry the run keys shared with the reward model; GRPO's
+    arguments are still TRL's GRPOConfig and its trainer TRL's, under the run management."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    from vlmrm.training.run import ManagedRunMixin
+    from vlmrm.training.sft import SFTTrainingArguments
+    from vlmrm.vtg.grpo_trainer import ManagedGRPOTrainer
+
+    run_keys = {"experiment_name": "exp", "skip_nonfinite_loss": True, "resume_from_checkpoint": "latest"}
+    for config_path, expected in ((SFT_CONFIG, SFTTrainingArguments), (GRPO_CONFIG, GRPOConfig)):
+        values = yaml.safe_load(config_path.read_text())
+        values["data_config"] = str(ROOT / values["data_config"])
+        values["training"].update(output_dir=str(tmp_path), use_cpu=True, **run_keys)
+        args = load_vtg_task_config(values=values).training
+        assert isinstance(args, expected), config_path.name
+        assert (args.experiment_name, args.skip_nonfinite_loss, args.resume_from_checkpoint) == (
+            "exp",
+            True,
+            "latest",
+        )
+    mro = ManagedGRPOTrainer.__mro__
+    assert mro.index(ManagedRunMixin) < mro.index(GRPOTrainer)

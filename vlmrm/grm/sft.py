@@ -4,7 +4,7 @@ conversations of :mod:`vlmrm.grm.convert` (loss on the gpt turns only; HF ``Trai
     task: grm_sft
     model: {name_or_path, torch_dtype, attn_implementation}
     lora: {enabled, r, lora_alpha, lora_dropout, target_modules}   # enabled: false = full fine-tune
-    training: {...}                        # HF TrainingArguments keys
+    training: {...}                        # HF TrainingArguments keys + the run keys (vlmrm.training.run)
     data:                                  # one or more converted files, mixed by weight
       - {path: t2i/sft.json, weight: 1.0}
       - {path: t2v/sft.json, weight: 0.5}
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from transformers import AutoProcessor, TrainingArguments
+from transformers import AutoProcessor
 
 from vlmrm.core.config import ConfigError, Layout, load_config, option
 from vlmrm.grm.sft_data import GRMSFTCollator, GRMSFTDataset, MediaLimits, load_sources, mix_counts
@@ -39,7 +39,8 @@ from vlmrm.media.processor import image_factor
 from vlmrm.media.sampling import DEFAULT_VIDEO_FPS
 from vlmrm.modeling.generation import LoraSection, ModelSection, load_base, with_lora
 from vlmrm.training.callbacks import EpochSetter
-from vlmrm.training.sft import GenerationSFTTrainer
+from vlmrm.training.run import early_stopping, prepare_run, start_training, with_run_metrics
+from vlmrm.training.sft import GenerationSFTTrainer, SFTTrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,10 @@ class GRMSFTSections:
     task: Literal["grm_sft"] = option("grm_sft", "This job.")
     model: ModelSection = field(default_factory=ModelSection, metadata={"help": "Base model."})
     lora: LoraSection = field(default_factory=LoraSection, metadata={"help": "LoRA adapters."})
-    training: dict = field(default_factory=dict, metadata={"help": "TrainingArguments keys."})
+    training: dict = field(
+        default_factory=dict,
+        metadata={"help": "TrainingArguments keys and the run keys (vlmrm.training.run)."},
+    )
     data: list[DataSource] = field(default_factory=list, metadata={"help": "SFT files and their weights."})
     max_length: int = option(DEFAULT_MAX_LENGTH, "Longest conversation in tokens; longer ones are an error.")
     video_fps: float = option(DEFAULT_VIDEO_FPS, "Frames per second for videos without their own video_fps.")
@@ -97,17 +101,18 @@ class GRMSFTSections:
 @dataclass
 class GRMSFTConfig:
     sections: GRMSFTSections
-    training: Any  # transformers.TrainingArguments
+    training: Any  # vlmrm.training.sft.SFTTrainingArguments
     source: str
 
 
 def training_of(sections: GRMSFTSections) -> tuple[type, dict]:
-    """``TrainingArguments`` and its defaults here (the collator needs the raw examples)."""
+    """``SFTTrainingArguments`` (HF's plus the run keys) and its defaults here (the collator needs
+    the raw examples)."""
     if not sections.model.name_or_path:
         raise ConfigError("model.name_or_path: required")
     if not sections.data or any(entry.path is None for entry in sections.data):
         raise ConfigError("data: a list of {path: sft.json, weight: 1.0}, each with a path")
-    return TrainingArguments, {"output_dir": OUTPUT_HINT, "remove_unused_columns": False}
+    return SFTTrainingArguments, {"output_dir": OUTPUT_HINT, "remove_unused_columns": False}
 
 
 LAYOUT = Layout((GRMSFTSections,), training=training_of)
@@ -133,9 +138,14 @@ def save_run(folder: str | Path, sections: GRMSFTSections, counts: list[int]) ->
     (Path(folder) / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
 
-def run_grm_sft(config: GRMSFTConfig) -> dict:
-    """Train, save the model and processor (+ ``grm_run.json``); returns the training metrics."""
+def run_grm_sft(config: GRMSFTConfig, callbacks=()) -> dict:
+    """Train (run management of :mod:`vlmrm.training.run`), save the model and processor
+    (+ ``grm_run.json``); returns the training metrics (with the run's skip counts).
+
+    ``callbacks``: extra ``TrainerCallback``s, run before vlmrm's own (as the reward model's
+    ``run_training`` takes them)."""
     sections, args = config.sections, config.training
+    checkpoint = prepare_run(args)
     sources = load_sources([entry.path for entry in sections.data])  # data errors before a model loads
     weights = [entry.weight for entry in sections.data]
     counts = mix_counts([len(s) for s in sources], weights)
@@ -160,12 +170,12 @@ def run_grm_sft(config: GRMSFTConfig) -> dict:
         data_collator=GRMSFTCollator(processor, sections.max_length, limits.image_size),
         train_dataset=train,
         processing_class=processor,
-        callbacks=[EpochSetter(train)],
+        callbacks=[*callbacks, EpochSetter(train), *early_stopping(args)],
     )
-    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    result = start_training(trainer, checkpoint)
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
         processor.save_pretrained(args.output_dir)
         save_run(args.output_dir, sections, counts)
     logger.info("grm_sft: saved to %s", args.output_dir)
-    return dict(result.metrics)
+    return with_run_metrics(trainer, result.metrics)

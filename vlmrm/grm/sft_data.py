@@ -317,8 +317,11 @@ class GRMSFTCollator:
         return video_kwargs(visuals)
 
     def __call__(self, items: list[dict]) -> dict:
+        """The batch of :mod:`vlmrm.training.sft`; ``sample_ids`` name each example as
+        "<file> example <index>" (several files are mixed, so an index alone would be ambiguous)."""
         rows = [self.encode(item["example"], item["visuals"]) for item in items]
-        return pad_rows(rows, self.processor.tokenizer.pad_token_id)
+        where = [item["example"].where for item in items]
+        return pad_rows(rows, self.processor.tokenizer.pad_token_id, where)
 
 
 def load_sources(paths: list[str | Path]) -> list[list[SFTExample]]:

@@ -28,6 +28,7 @@ from vlmrm.media.sampling import (
     FPS_MIN_FRAMES,
 )
 from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES
+from vlmrm.training.run import RunArguments
 
 
 @dataclass
@@ -200,8 +201,9 @@ BEST_MODEL_METRIC = "accuracy_mean"
 
 
 @dataclass
-class RewardTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus the reward-model options of VideoAlign and TRL's RewardConfig."""
+class RewardTrainingArguments(RunArguments, TrainingArguments):
+    """``TrainingArguments`` plus the reward-model options of VideoAlign and TRL's RewardConfig, and
+    the run-management keys every task shares (:class:`vlmrm.training.run.RunArguments`)."""
 
     loss_type: Literal["bt", "btt", "margin", "reg"] = option(
         "btt", "bt: Bradley-Terry; btt: BT with ties (Rao-Kupper); margin: BT with a margin; reg: MSE."
@@ -229,21 +231,6 @@ class RewardTrainingArguments(TrainingArguments):
     score_min: float | None = option(None, "Lower end of the reward range (soft clamp, see RewardHead).")
     score_max: float | None = option(None, "Upper end of the reward range (soft clamp, see RewardHead).")
     disable_dropout: bool = option(False, "Set every dropout probability of the model to 0 (as TRL does).")
-    experiment_name: str | None = option(
-        None, "Write the run to output_dir/<experiment_name>_<YYYYmmdd_HHMMSS> (a new folder every run)."
-    )
-    early_stopping_patience: int | None = option(
-        None, "Stop after this many evaluations without improvement of metric_for_best_model."
-    )
-    early_stopping_threshold: float = option(0.0, "Smallest improvement that counts for early stopping.")
-    load_weights_only: bool = option(
-        False, "With resume_from_checkpoint: take the weights only; fresh optimizer, scheduler and step 0."
-    )
-    skip_nonfinite_loss: bool = option(
-        False,
-        "A NaN/inf training loss stops the run naming the step and the batch's sample ids; true skips "
-        "that optimizer step instead (its gradients dropped; counted as skipped_nonfinite_steps).",
-    )
     normalization_pairs: int | None = option(
         None,
         "After training, store each dimension's reward mean/std over this many training pairs (both "
@@ -280,7 +267,7 @@ class RewardTrainingArguments(TrainingArguments):
                 raise ConfigError(f"{name}: must be > 0, got {value}")
             if value is not None:  # the step interval is set once the data size is known (train.py)
                 setattr(self, strategy, "steps")
-        super().__post_init__()
+        super().__post_init__()  # RunArguments: TrainingArguments' own checks, then the run keys'
 
 
 CONFIG_CLASSES = (ModelConfig, DataConfig, RewardTrainingArguments)

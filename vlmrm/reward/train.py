@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Subset
-from transformers import TrainerCallback, set_seed
+from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
 from vlmrm.core.config import ConfigError
@@ -34,7 +34,7 @@ from vlmrm.reward.trainer import RewardTrainer
 from vlmrm.reward.validate import validate_run_data
 from vlmrm.training.callbacks import EpochSetter
 from vlmrm.training.distributed import init_deepspeed_comm
-from vlmrm.training.run import early_stopping, experiment_output_dir, load_initial_weights, resolve_resume
+from vlmrm.training.run import early_stopping, prepare_run, start_training, with_run_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +48,6 @@ def check_run_config(cfg: RunConfig) -> None:
         raise ConfigError("model_name_or_path: required")
     if not cfg.data.meta_data:
         raise ConfigError("meta_data: required (the training CSV)")
-    if cfg.training.skip_nonfinite_loss and cfg.training.deepspeed:
-        raise ConfigError(
-            "skip_nonfinite_loss: DeepSpeed keeps its own gradient buffers, which this skip cannot clear; "
-            "leave it false (a non-finite loss then stops the run with the step and sample ids)"
-        )
     if cfg.training.loss_type == "reg":
         raise ConfigError("loss_type 'reg' needs numeric scores; CSV video pairs carry A/B/same labels only")
     if cfg.model.reward_token == "special":
@@ -231,9 +226,8 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
     reports = validate_run_data(cfg)
     train_report = reports[0]
     args = cfg.training
-    set_seed(args.seed)
     init_deepspeed_comm(args)
-    experiment_output_dir(args)
+    checkpoint = prepare_run(args)  # seeds before the model is built
     model, processor = build_reward_model(cfg.model, cfg.data, args)
     if args.disable_dropout:
         from trl.trainer.utils import disable_dropout_in_model
@@ -270,11 +264,7 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
             *early_stopping(args),
         ],
     )
-    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
-    if resume and args.load_weights_only:
-        load_initial_weights(model, resume)
-        resume = None
-    trainer.train(resume_from_checkpoint=resume)
+    start_training(trainer, checkpoint)
     if args.normalization_pairs != 0:
         spec.normalization = reward_normalization(
             trainer, train_dataset, cfg.data.eval_dim, args.normalization_pairs
@@ -290,8 +280,6 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
                 Path(args.output_dir) / FULL_MODEL_DIR
             )
             processor.save_pretrained(Path(args.output_dir) / FULL_MODEL_DIR)
-        metrics.update(skipped_counts(reports))
-        if args.skip_nonfinite_loss:
-            metrics["skipped_nonfinite_steps"] = trainer.nonfinite_skipped
+        metrics = with_run_metrics(trainer, {**metrics, **skipped_counts(reports)})
         (Path(args.output_dir) / FINAL_METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -12,6 +12,11 @@ mix in :class:`RunArguments`, so a fix to any of these lands once:
 - A non-finite loss is agreed on by every rank (DDP would average one rank's NaN gradients into
   all of them) and either stops the run naming the step and the batch's sample ids, or, with
   ``skip_nonfinite_loss``, drops that optimizer step's gradients and is counted.
+
+Every task's run function goes through the same three steps, so none of them hands
+``resume_from_checkpoint`` to the Trainer unresolved: :func:`prepare_run` (experiment folder, the
+checkpoint ``latest`` names) before anything loads, :func:`start_training` (``load_weights_only``,
+then ``Trainer.train``) and :func:`with_run_metrics` (skip counts into the returned metrics).
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import logging
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import EarlyStoppingCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import EarlyStoppingCallback, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy
 
 from vlmrm.core.config import ConfigError, option
 from vlmrm.modeling.loading import load_saved_weights, saved_weight_files
@@ -40,7 +46,8 @@ RESUME_LATEST = {"latest", "true", "True"}
 """``resume_from_checkpoint`` values that mean "the newest complete checkpoint of output_dir"."""
 
 SAMPLE_ID_KEYS = ("pair_ids", "sample_ids")
-"""Batch keys holding the data-file row / line of each sample, named in a non-finite-loss error."""
+"""Batch keys holding the data-file row / line of each sample, named in a non-finite-loss error
+(a TRL batch is a list of rows: each row's key is read)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -49,7 +56,9 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class RunArguments:
-    """Run-management keys every task's training arguments carry (mixed into ``TrainingArguments``)."""
+    """Run-management keys every task's training arguments carry: put before ``TrainingArguments``
+    (or TRL's ``GRPOConfig``) in the bases, e.g. ``class X(RunArguments, TrainingArguments)``. Every
+    field has a default, so the dataclass fields of both bases combine in any order."""
 
     experiment_name: str | None = option(
         None, "Write the run to output_dir/<experiment_name>_<YYYYmmdd_HHMMSS> (a new folder every run)."
@@ -67,8 +76,19 @@ class RunArguments:
         "that optimizer step instead (its gradients dropped; counted as skipped_nonfinite_steps).",
     )
 
+    def __post_init__(self) -> None:
+        """Early stopping reads the best metric, so it turns ``load_best_model_at_end`` on before the
+        next base's ``__post_init__`` (``TrainingArguments`` picks ``metric_for_best_model`` then and
+        checks that evaluation and saving line up); then :meth:`check_run_arguments`."""
+        if self.early_stopping_patience is not None:
+            self.load_best_model_at_end = True
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        self.check_run_arguments()
+
     def check_run_arguments(self) -> None:
-        """Cross-checks of the run keys; called by the task's ``__post_init__``."""
+        """Cross-checks of the run keys; run by :meth:`__post_init__`."""
         if self.skip_nonfinite_loss and getattr(self, "deepspeed", None):
             raise ConfigError(
                 "skip_nonfinite_loss: DeepSpeed keeps its own gradient buffers, which this skip cannot "
@@ -131,9 +151,15 @@ def experiment_output_dir(args) -> None:
 
 
 def early_stopping(args) -> list:
-    """HF's ``EarlyStoppingCallback`` on ``metric_for_best_model`` when a patience is set."""
+    """HF's ``EarlyStoppingCallback`` on ``metric_for_best_model`` when a patience is set. Call it
+    once the run knows whether it evaluates (``eval_strategy`` "no" when there is no held-out data):
+    a patience without evaluations could never stop the run."""
     if getattr(args, "early_stopping_patience", None) is None:
         return []
+    if args.eval_strategy == IntervalStrategy.NO:
+        raise ConfigError(
+            "early_stopping_patience: needs evaluations (held-out data and an eval_strategy other than no)"
+        )
     return [EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)]
 
 
@@ -153,6 +179,53 @@ def load_initial_weights(model, checkpoint: str) -> None:
     logger.info("loaded weights only from %s (fresh optimizer, scheduler, step 0)", checkpoint)
 
 
+def prepare_run(args) -> str | None:
+    """Before anything loads: the seed, the ``experiment_name`` folder, then the checkpoint the run
+    starts from (``latest`` -> the newest complete one; None: from scratch). Every task calls it, so
+    a half-written checkpoint is never resumed from by any of them.
+
+    The seed is set here, before the model is built, because building draws random numbers (LoRA
+    matrices, new token rows): a resumed run must rebuild the same model as the run it continues,
+    or its untrained, unsaved parts differ and so do its losses (Trainer seeds only later)."""
+    set_seed(args.seed)
+    experiment_output_dir(args)
+    checkpoint = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    if checkpoint:
+        logger.info(
+            "starting from %s (%s)",
+            checkpoint,
+            "weights only" if getattr(args, "load_weights_only", False) else "resuming the run",
+        )
+    return checkpoint
+
+
+def start_training(trainer, checkpoint: str | None):
+    """``Trainer.train`` from :func:`prepare_run`'s checkpoint; with ``load_weights_only`` its weights
+    go into ``trainer.model`` (the PEFT model when the trainer wrapped one) and the run starts at
+    step 0. Returns what ``train`` returns."""
+    if checkpoint and getattr(trainer.args, "load_weights_only", False):
+        load_initial_weights(trainer.model, checkpoint)
+        checkpoint = None
+    return trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def with_run_metrics(trainer, metrics: dict) -> dict:
+    """``metrics`` plus what the run itself counted (:meth:`ManagedRunMixin.run_metrics`)."""
+    return {**metrics, **trainer.run_metrics()}
+
+
+def batch_sample_ids(inputs):
+    """The sample ids of a batch (:data:`SAMPLE_ID_KEYS`), as they are (a device tensor is only
+    turned into a list when an error names it): a collated mapping's value, or each row's value when
+    the batch is a list of rows (TRL's trainers); None when the batch records none."""
+    if isinstance(inputs, Mapping):
+        return next((inputs[key] for key in SAMPLE_ID_KEYS if key in inputs), None)
+    if isinstance(inputs, list):
+        rows = [row for row in inputs if isinstance(row, Mapping)]
+        return [row[key] for row in rows for key in SAMPLE_ID_KEYS if key in row] or None
+    return None
+
+
 class ManagedRunMixin:
     """Put before ``transformers.Trainer`` (or a TRL trainer) in the bases: the checkpoint marker
     and the non-finite-loss guard. ``nonfinite_skipped`` counts the skipped steps."""
@@ -165,7 +238,7 @@ class ManagedRunMixin:
         ``skip_nonfinite_loss``, drops the gradients (set to None, so the optimizer leaves every
         weight and moment as it was; with gradient accumulation the step's other micro-batches go
         too) and counts it."""
-        sample_ids = next((inputs[key] for key in SAMPLE_ID_KEYS if key in inputs), None)
+        sample_ids = batch_sample_ids(inputs)
         loss = super().training_step(model, inputs, num_items_in_batch)
         local_bad = not bool(torch.isfinite(loss).all())
         flag = torch.tensor([float(local_bad)], device=loss.device)

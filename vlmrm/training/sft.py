@@ -12,19 +12,27 @@ Batch convention of these tasks (one sequence per sample, loss on the target tok
 ``pixel_values_videos`` (video patches of the batch, D), rows' videos in order (when any)
 ``video_grid_thw``      (videos, 3)
 ``second_per_grid_ts``  (videos,) Qwen2.5-VL only: seconds per temporal patch
+``sample_ids``          (B,) where each row came from (a data-file line, or "file example i"):
+                        named by a non-finite-loss error, dropped before the model's forward
 ======================  ============================================================
 
 Each sample is encoded on its own (:func:`masked_row`) and the rows are padded together
 (:func:`pad_rows`): prompt and target pieces are tokenised apart and concatenated, so no tokeniser
 merge across a boundary can shift the mask.
+
+The training arguments of these tasks are :class:`SFTTrainingArguments` (HF's plus the run keys of
+:class:`vlmrm.training.run.RunArguments`), their trainer :class:`GenerationSFTTrainer`.
 """
 
 from __future__ import annotations
 
-import torch
-from transformers import Trainer
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from vlmrm.training.run import ManagedRunMixin
+import torch
+from transformers import Trainer, TrainingArguments
+
+from vlmrm.training.run import ManagedRunMixin, RunArguments
 
 IGNORE_INDEX = -100  # positions the cross-entropy skips (PyTorch's and transformers' convention)
 END_OF_TURN = "<|im_end|>"  # Qwen chat turns end with it; generation stops on it
@@ -67,8 +75,25 @@ def masked_row(
     }
 
 
-def pad_rows(rows: list[dict], pad_id: int) -> dict:
-    """Right-pad the rows' text tensors to the longest and concatenate their visual tensors."""
+@dataclass
+class SFTTrainingArguments(RunArguments, TrainingArguments):
+    """HF ``TrainingArguments`` plus the run-management keys (``experiment_name``, early stopping,
+    ``load_weights_only``, ``skip_nonfinite_loss``; ``resume_from_checkpoint: latest``) of
+    ``vtg_sft`` and ``grm_sft``, the same keys as the reward model's."""
+
+
+def pad_rows(rows: list[dict], pad_id: int, sample_ids: Sequence | None = None) -> dict:
+    """Right-pad the rows' text tensors to the longest and concatenate their visual tensors.
+
+    Args:
+        rows: :func:`masked_row` output plus each row's visual tensors (module docstring's keys).
+        pad_id: the tokenizer's pad id (``input_ids`` filler; labels are padded with -100).
+        sample_ids: where each row came from, one per row: line numbers become a (B,) tensor,
+            anything else (e.g. "file example i" strings) stays a list; None leaves the key out.
+
+    Returns:
+        The batch of the module docstring's table.
+    """
     width = max(len(row["input_ids"]) for row in rows)
     fill = {"input_ids": pad_id, "attention_mask": 0, "labels": IGNORE_INDEX, "mm_token_type_ids": 0}
     batch = {
@@ -81,12 +106,18 @@ def pad_rows(rows: list[dict], pad_id: int) -> dict:
         present = [row[key] for row in rows if key in row]
         if present:
             batch[key] = torch.cat(present)
+    if sample_ids is not None:
+        if len(sample_ids) != len(rows):
+            raise ValueError(f"pad_rows: {len(sample_ids)} sample ids for {len(rows)} rows")
+        ids = list(sample_ids)
+        batch["sample_ids"] = torch.tensor(ids) if all(isinstance(i, int) for i in ids) else ids
     return batch
 
 
 class GenerationSFTTrainer(ManagedRunMixin, Trainer):
-    """HF Trainer with an optional batch sampler (VTG's duration-based batches): that sampler
-    already gives each rank its own batches, so the loader is not sharded again."""
+    """HF Trainer with run management (:class:`ManagedRunMixin`) and an optional batch sampler
+    (VTG's duration-based batches): that sampler already gives each rank its own batches, so the
+    loader is not sharded again."""
 
     def __init__(self, *args, batch_sampler=None, batch_log=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -105,6 +136,13 @@ class GenerationSFTTrainer(ManagedRunMixin, Trainer):
             prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers else None,
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
         )
+
+    def _prepare_inputs(self, inputs):
+        """HF's device placement, without ``sample_ids``: the model's forward does not take them
+        (the training step read them first, for its non-finite-loss error). Training, evaluation
+        and prediction all pass through here before the forward."""
+        prepared = super()._prepare_inputs(inputs)
+        return {key: value for key, value in prepared.items() if key != "sample_ids"}
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self.batch_log is not None:

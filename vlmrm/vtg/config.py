@@ -4,7 +4,7 @@
     data_config: vtg/data.yaml     # the nested data YAML (vlmrm.vtg.data_config), or the mapping inline
     model: {name_or_path, torch_dtype, attn_implementation}
     lora: {enabled, r, lora_alpha, lora_dropout, target_modules}
-    training: {...}                # HF TrainingArguments (SFT) / TRL GRPOConfig (GRPO) keys
+    training: {...}                # HF TrainingArguments (SFT) / TRL GRPOConfig (GRPO) keys + run keys
     rl: {algorithm, num_generations, temperature, kl_coef, clip_range, max_completion_length, sft_checkpoint}
     rewards: [{name: temporal_iou, weight: 1.0}, {name: segment_overlap, weight: 0.5, mode: recall}]
 
@@ -15,6 +15,10 @@ is the data YAML's path (its own relative paths follow the path rule from its fo
 mapping inline. Command-line overrides: ``--key value`` goes to ``training`` unless ``key`` is a
 top-level key here (the launcher's ``--use_cpu true --ddp_backend gloo`` land in ``training``), a
 dotted ``--model.name_or_path X`` / ``--data_config.video.max_frames 8`` to that section.
+
+``training`` also takes the run-management keys every task shares (``experiment_name``,
+``resume_from_checkpoint: latest``, ``load_weights_only``, ``early_stopping_patience``,
+``skip_nonfinite_loss``: :mod:`vlmrm.training.run`).
 
 Batch sizes: ``training.per_device_train_batch_size`` / ``per_device_eval_batch_size`` when given,
 else the data config's ``dataloader.batch_size`` / ``validation.batch_size``; the data loader's
@@ -29,6 +33,7 @@ from typing import Any, Literal
 
 from vlmrm.core.config import ConfigError, Layout, load_config, option
 from vlmrm.modeling.generation import LoraSection, ModelSection
+from vlmrm.training.sft import SFTTrainingArguments
 from vlmrm.vtg.data_config import VTGDataConfig
 
 VTG_TASKS = ("vtg_sft", "vtg_grpo")
@@ -93,19 +98,18 @@ class VTGTaskSections:
 class VTGTaskConfig:
     sections: VTGTaskSections
     data: VTGDataConfig
-    training: Any  # transformers.TrainingArguments or trl.GRPOConfig
+    training: Any  # SFTTrainingArguments or GRPOTrainingArguments (training_class)
     source: str
 
 
 def training_class(task: str) -> type:
-    """TRL's ``GRPOConfig`` for GRPO, plain ``TrainingArguments`` for SFT."""
+    """TRL's ``GRPOConfig`` for GRPO, HF ``TrainingArguments`` for SFT, each with the run keys
+    (TRL imported only for GRPO)."""
     if task == "vtg_grpo":
-        from trl import GRPOConfig
+        from vlmrm.vtg.grpo_trainer import GRPOTrainingArguments
 
-        return GRPOConfig
-    from transformers import TrainingArguments
-
-    return TrainingArguments
+        return GRPOTrainingArguments
+    return SFTTrainingArguments
 
 
 def training_of(sections: VTGTaskSections) -> tuple[type, dict]:

@@ -20,6 +20,7 @@ from transformers import AutoProcessor
 
 from vlmrm.media.processor import image_factor
 from vlmrm.training.callbacks import EpochSetter
+from vlmrm.training.run import early_stopping, prepare_run, start_training, with_run_metrics
 from vlmrm.vtg.metrics import segment_overlap, temporal_iou
 from vlmrm.vtg.policy import load_policy, load_trained, read_run, save_run
 from vlmrm.vtg.prompting import frame_images, grounding_prompt
@@ -57,14 +58,15 @@ def reward_function(entry, encoding):
     return reward
 
 
-PROMPT_COLUMNS = ("prompt", "images", "timestamp", "duration")
+PROMPT_COLUMNS = ("prompt", "images", "timestamp", "duration", "sample_ids")
 
 
 def grounding_prompt_rows(dataset, encoding):
     """A VTG dataset as the ``datasets.Dataset`` TRL requires, decoded lazily: the table holds only
     indices, and a transform turns each fetched row into a conversational ``prompt`` with image
-    placeholders, its ``images`` (the frames, filled into the placeholders in order) and the reward
-    functions' ``timestamp`` / ``duration``."""
+    placeholders, its ``images`` (the frames, filled into the placeholders in order), the reward
+    functions' ``timestamp`` / ``duration`` and the sample's JSONL line as ``sample_ids`` (named by
+    a non-finite-loss error)."""
     import datasets
 
     def decode(batch: dict) -> dict:
@@ -77,6 +79,7 @@ def grounding_prompt_rows(dataset, encoding):
                     "images": frame_images(item["clip"]),
                     "timestamp": list(item["timestamp"]),
                     "duration": item["duration"],
+                    "sample_ids": item["line"],
                 }
             )
         return {column: [row[column] for row in rows] for column in PROMPT_COLUMNS}
@@ -100,10 +103,14 @@ def starting_policy(sections, data):
 
 
 def run_vtg_grpo(config) -> dict:
+    """GRPO (run management of :mod:`vlmrm.training.run`), saved merged; returns the training
+    metrics (with the run's skip counts)."""
     from peft import LoraConfig
-    from trl import GRPOTrainer
+
+    from vlmrm.vtg.grpo_trainer import ManagedGRPOTrainer
 
     sections, data, args = config.sections, config.data, config.training
+    checkpoint = prepare_run(args)
     if sections.rl.sft_checkpoint:
         read_run(sections.rl.sft_checkpoint)  # fail early on a folder that is not a VTG output
     model, processor, temporal, video = starting_policy(sections, data)
@@ -121,16 +128,16 @@ def run_vtg_grpo(config) -> dict:
             task_type="CAUSAL_LM",
         )
     prompts = grounding_prompt_rows(train, encoding)
-    trainer = GRPOTrainer(
+    trainer = ManagedGRPOTrainer(
         model=model,
         reward_funcs=[reward_function(entry, encoding) for entry in sections.rewards],
         args=args,
         train_dataset=prompts,
         processing_class=processor,
         peft_config=peft_config,
-        callbacks=[EpochSetter(train)],
+        callbacks=[EpochSetter(train), *early_stopping(args)],
     )
-    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    result = start_training(trainer, checkpoint)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         policy = trainer.accelerator.unwrap_model(trainer.model)
@@ -139,4 +146,4 @@ def run_vtg_grpo(config) -> dict:
         policy.save_pretrained(args.output_dir)
         processor.save_pretrained(args.output_dir)
         save_run(args.output_dir, sections.model, temporal, video)
-    return dict(result.metrics)
+    return with_run_metrics(trainer, result.metrics)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoProcessor
+from transformers.trainer_utils import IntervalStrategy
 
 from vlmrm.core.config import ConfigError
 from vlmrm.core.problems import DataValidationError, errors
@@ -22,6 +23,7 @@ from vlmrm.media.processor import image_factor
 from vlmrm.media.video import resolve_backend
 from vlmrm.modeling.generation import with_lora
 from vlmrm.training.callbacks import EpochSetter
+from vlmrm.training.run import early_stopping, prepare_run, start_training, with_run_metrics
 from vlmrm.training.sft import END_OF_TURN, GenerationSFTTrainer, masked_row, pad_rows
 from vlmrm.vtg.annotations import VTGDataset, read_vtg_jsonl
 from vlmrm.vtg.duration_sampler import BatchSizeLogCallback, DurationBasedBatchSampler
@@ -58,7 +60,9 @@ class VTGSFTCollator:
         return {**row, "pixel_values": encoded["pixel_values"], "image_grid_thw": encoded["image_grid_thw"]}
 
     def __call__(self, items: list[dict]) -> dict:
-        return pad_rows([self.encode(item) for item in items], self.processor.tokenizer.pad_token_id)
+        """The batch of :mod:`vlmrm.training.sft`; ``sample_ids`` are the samples' JSONL line numbers."""
+        rows = [self.encode(item) for item in items]
+        return pad_rows(rows, self.processor.tokenizer.pad_token_id, [item["line"] for item in items])
 
 
 def checked_samples(path: str, video_dir: str | None, backend) -> list:
@@ -88,17 +92,25 @@ def vtg_datasets(data, factor: int, seed: int):
     return train, held_out
 
 
-def run_vtg_sft(config) -> dict:
+def run_vtg_sft(config, callbacks=()) -> dict:
+    """Train (run management of :mod:`vlmrm.training.run`), save the model, processor and
+    ``vtg_run.json``; returns the held-out evaluation metrics (with the run's skip counts).
+
+    ``callbacks``: extra ``TrainerCallback``s, run before vlmrm's own (as the reward model's
+    ``run_training`` takes them)."""
     sections, data, args = config.sections, config.data, config.training
+    checkpoint = prepare_run(args)
     processor = AutoProcessor.from_pretrained(sections.model.name_or_path)
     train, held_out = vtg_datasets(data, image_factor(processor), args.seed)
+    if held_out is None:
+        args.eval_strategy = IntervalStrategy.NO
     model, token_ids = load_policy(sections.model, data.temporal, processor)
     if sections.lora.enabled:
         model = with_lora(model, sections.lora, token_ids)
         model.print_trainable_parameters()
     encoding = build_encoding(data.temporal)
     batching = data.duration_batching
-    sampler, batch_log, callbacks = None, None, [EpochSetter(train)]
+    sampler, batch_log, callbacks = None, None, [*callbacks, EpochSetter(train)]
     if batching.enabled:
         sampler = DurationBasedBatchSampler(
             train.durations,
@@ -112,6 +124,7 @@ def run_vtg_sft(config) -> dict:
         )
         batch_log = BatchSizeLogCallback()
         callbacks += [EpochSetter(sampler), batch_log]
+    callbacks += early_stopping(args)
     trainer = GenerationSFTTrainer(
         model=model,
         args=args,
@@ -123,9 +136,9 @@ def run_vtg_sft(config) -> dict:
         batch_sampler=sampler,
         batch_log=batch_log,
     )
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    start_training(trainer, checkpoint)
     trainer.save_model(args.output_dir)
-    metrics = trainer.evaluate() if held_out is not None else {}
+    metrics = with_run_metrics(trainer, trainer.evaluate() if held_out is not None else {})
     if trainer.is_world_process_zero():
         processor.save_pretrained(args.output_dir)
         save_run(args.output_dir, sections.model, data.temporal, data.video)
