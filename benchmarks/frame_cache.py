@@ -1,4 +1,4 @@
-"""Frame-cache hit vs cold decode + resize of the same synthetic videos (``vlmrm.data.frame_cache``).
+"""Frame-cache hit vs cold decode + resize of the same synthetic videos (``vlmrm.media.frame_cache``).
 
     .venv/bin/python benchmarks/frame_cache.py [--videos 32] [--repeats 10] [--backend pyav]
 

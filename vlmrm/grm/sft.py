@@ -74,9 +74,15 @@ class GRMSFTSections:
     video_fps: float = option(DEFAULT_VIDEO_FPS, "Frames per second for videos without their own video_fps.")
     image_min_pixels: int | None = option(None, "Image pixel lower bound (None: the processor's).")
     image_max_pixels: int | None = option(None, "Image pixel upper bound (None: the processor's).")
-    video_min_pixels: int | None = option(None, "Frame pixel lower bound (None: vlmrm.data.video's).")
-    video_max_pixels: int | None = option(None, "Frame pixel upper bound (None: vlmrm.data.video's).")
-    video_max_frames: int | None = option(None, "Most frames per video (None: vlmrm.data.video's).")
+    video_min_pixels: int | None = option(
+        None, "Frame pixel lower bound (None: vlmrm.media.sampling's default)."
+    )
+    video_max_pixels: int | None = option(
+        None, "Frame pixel upper bound (None: vlmrm.media.sampling's default)."
+    )
+    video_max_frames: int | None = option(
+        None, "Most frames per video (None: vlmrm.media.sampling's default)."
+    )
     video_backend: str = option("auto", "torchcodec | decord | pyav | auto.")
 
     def __post_init__(self) -> None:

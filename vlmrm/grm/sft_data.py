@@ -250,7 +250,7 @@ def chat_messages(example: SFTExample) -> list[dict]:
 
 @dataclass
 class GRMSFTCollator:
-    """Encodes conversations with labels on the gpt turns (batch layout: :mod:`vlmrm.sft`)."""
+    """Encodes conversations with labels on the gpt turns (batch layout: :mod:`vlmrm.training.sft`)."""
 
     processor: ProcessorMixin
     max_length: int | None = None

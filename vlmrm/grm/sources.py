@@ -29,7 +29,7 @@ A record is skipped and counted once, checked in this order: invalid (a malforme
 problem names file, line/record/row and field) -> below confidence -> missing files (an item not
 found on disk; files are not decoded here). Ground-truth ties are kept and counted in ``ties``:
 judging skips them (:mod:`vlmrm.grm.parsing`). A file that cannot be read at all raises
-:class:`~vlmrm.data.problems.DataValidationError`.
+:class:`~vlmrm.core.problems.DataValidationError`.
 
 ``sample_id`` is ``"<source>:<path as given>#<key>"`` with key the record index (hpdv3), row
 index (parquet) or file line (CSV, JSONL), so a re-run over the same data finds the same ids.

@@ -256,7 +256,7 @@ class RewardModelMixin:
         spec = spec_of(config)
         if spec is None:
             raise ValueError(
-                "this config has no reward settings; build reward models with vlmrm.models.build_reward_model "
+                "this config has no reward settings; build reward models with vlmrm.modeling.loading.build_reward_model "
                 "or load a vlmrm checkpoint with load_reward_model"
             )
         learned = (spec.num_dims, spec.tie_k) if spec.learn_tie_k else None

@@ -37,7 +37,7 @@ class ModelConfig:
 
     task: Literal["reward_model"] = option(
         "reward_model",
-        "The job this YAML runs (vlmrm.tasks); vtg_sft / vtg_grpo YAMLs have their own layout.",
+        "The job this YAML runs (vlmrm.cli.tasks); vtg_sft / vtg_grpo / grm_sft YAMLs have their own layout.",
     )
     model_name_or_path: str | None = option(None, "Local path or hub id of the Qwen-VL backbone.", path=True)
     torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = option(
@@ -105,7 +105,7 @@ class DataConfig:
         True, "Keep tie ('same') labels; false drops rows whose every selected dimension is a tie."
     )
     prompt_template_type: str = option(
-        "simple", "Prompt template name (vlmrm.data.templates): none, simple, video_score, detailed, ..."
+        "simple", "Prompt template name (vlmrm.reward.templates): none, simple, video_score, detailed, ..."
     )
     video_position: Literal["before_text", "after_text"] = option(
         "before_text", "Where the video sits in the user turn: before the prompt (VideoAlign) or after it."
@@ -129,7 +129,7 @@ class DataConfig:
     )
     frame_cache_dir: str | None = option(
         None,
-        "Keep decoded, resized frames on local disk here (vlmrm.data.frame_cache), keyed by file and "
+        "Keep decoded, resized frames on local disk here (vlmrm.media.frame_cache), keyed by file and "
         "every sampling parameter; fill ahead with python -m vlmrm.data.precache. Uniform sampling only.",
     )
     frame_cache_max_gb: float = option(
@@ -138,7 +138,7 @@ class DataConfig:
     data_format: Literal["auto", "video_pairs", "chosen_rejected", "ranking", "image_preference"] = option(
         "auto",
         "auto: .csv = video pairs, .jsonl = image pairs with the schema detected per line; or force a "
-        "JSONL schema (vlmrm.data.image_pairs).",
+        "JSONL schema (vlmrm.pairs.image_pairs).",
     )
     image_dir: str | None = option(
         None, "Folder relative image paths of JSONL data resolve against (default: its folder).", path=True

@@ -80,7 +80,7 @@ class EvalConfig:
     """Keys of ``eval_config.yaml`` (the key names of earlier reward-framework eval configs, which run unchanged, plus what the checkpoint cannot know)."""
 
     task: Literal["reward_model"] = option(
-        "reward_model", "The job (vlmrm.tasks); task: vtg has its own keys."
+        "reward_model", "The job (vlmrm.cli.tasks); task: vtg and task: grm have their own keys."
     )
     model_dirs: list[str] | None = option(None, "Training output directories to evaluate.", path=True)
     dataset_path: str | None = option(None, "Evaluation data: a CSV of video pairs.", path=True)

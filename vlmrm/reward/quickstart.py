@@ -1,8 +1,8 @@
 """The embedded quickstart: tiny Qwen-VL + synthetic video pairs, trained and reported on CPU.
 
-``scripts/quickstart.sh`` (the README's first command) runs ``python -m vlmrm.quickstart prepare``,
+``scripts/quickstart.sh`` (the README's first command) runs ``python -m vlmrm.reward.quickstart prepare``,
 then ``./run_distributed.sh --gpus 2 --config training_configs/quickstart_cpu.yaml``, then
-``python -m vlmrm.quickstart report``. ``prepare`` builds, once, under ``data/quickstart/``:
+``python -m vlmrm.reward.quickstart report``. ``prepare`` builds, once, under ``data/quickstart/``:
 
 * ``tiny-qwen2_vl/`` — a random-weight Qwen2-VL saved with ``save_pretrained`` (loads through the
   same ``from_pretrained(path)`` code as ``Qwen/Qwen2-VL-2B-Instruct``);
@@ -117,7 +117,9 @@ def report(output_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vlmrm.quickstart", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vlmrm.reward.quickstart", description=__doc__.split("\n")[0]
+    )
     commands = parser.add_subparsers(dest="command")
     prepare_parser = commands.add_parser("prepare", help="build the tiny model and data (default), validate")
     prepare_parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)

@@ -138,7 +138,7 @@ def generate_image_pairs(config: SyntheticImageConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m vlmrm.synthetic_images", description=__doc__.split("\n")[0]
+        prog="python -m vlmrm.testing.synthetic_images", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--num_train", type=int, default=2000)
