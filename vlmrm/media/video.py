@@ -304,6 +304,6 @@ def load_video(
     except Exception as err:
         raise VideoDecodeError(path, f"decoding failed with {backend.name}: {err}") from err
     frames = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2)  # (T, 3, H, W)
-    size = resized_frame_size(frames.shape[-2], frames.shape[-1], sampling, image_factor)
+    size = resized_frame_size(frames.shape[-2], frames.shape[-1], sampling, image_factor, len(indices))
     sample_fps = len(indices) / max(info.total_frames, 1) * info.fps
     return DecodedVideo(resize_frames(frames, size), indices, info, sample_fps)
