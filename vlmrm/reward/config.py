@@ -165,6 +165,12 @@ class DataConfig:
     num_irrelevant_pairs: int = option(
         1, "Irrelevant pairs per sample (training with use_irrelevant_queries; evaluation always, when > 0)."
     )
+    margin_score_columns: str | None = option(
+        None,
+        "Per-pair margins for loss_type margin: the CSV's score column names as a pattern with {side} "
+        "(A, B) and {dim}, e.g. MOS_{side}_{dim} (VideoAlign's); m = margin_scale * |s_A - s_B| per "
+        "pair and dimension. Unset = the fixed margin.",
+    )
     on_bad_sample: Literal["error", "skip"] = option(
         "error",
         "A bad row / line or media file stops the run before training (error) or is skipped and counted.",
@@ -232,7 +238,13 @@ class RewardTrainingArguments(TrainingArguments):
     )
     tie_k: float = option(5.0, "Rao-Kupper tie parameter k > 1 of the btt loss.")
     learn_tie_k: bool = option(False, "btt: learn one k > 1 per dimension (starting at tie_k).")
-    margin: float = option(0.5, "Fixed margin m of the margin loss.")
+    margin: float = option(
+        0.5, "Fixed margin m of the margin loss (used unless the data has margin_score_columns)."
+    )
+    margin_scale: float = option(
+        1.0,
+        "Margin loss with margin_score_columns: per pair and dimension m = margin_scale * |s_A - s_B|.",
+    )
     merger_lr: float | None = option(None, "Learning rate of the merger; unset = learning_rate.")
     vision_lr: float | None = option(None, "Learning rate of the vision tower; unset = learning_rate.")
     special_token_lr: float | None = option(None, "Learning rate of the reward-token embeddings.")
