@@ -258,3 +258,15 @@ def test_repair_raises_recall_on_random_predictions(tmp_path):
     repaired = evaluate_predictions(data, tmp_path / "repaired", repair=True)
     assert repaired["R@0.7"] > raw["R@0.7"] and repaired["mIoU"] > raw["mIoU"]
     print({k: (raw[k], repaired[k]) for k in ("R@0.3", "R@0.5", "R@0.7", "mIoU")})
+
+
+def test_vtg_task_without_model_scores_raw_or_repaired(tmp_path):
+    from vlmrm.vtg.evaluate import VTGEvalConfig, run_vtg_evaluation
+
+    data = write_jsonl(tmp_path / "preds.jsonl", FIXTURE)
+    raw = run_vtg_evaluation(VTGEvalConfig(annotation_file=str(data), output_dir=str(tmp_path / "a")))
+    repaired = run_vtg_evaluation(
+        VTGEvalConfig(annotation_file=str(data), output_dir=str(tmp_path / "b"), repair_pred=True)
+    )
+    assert (raw["pred_repair"], raw["R@0.5"]) == (False, 0.0)
+    assert repaired["pred_repair"] is True and repaired["R@0.5"] == pytest.approx(1 / 3)

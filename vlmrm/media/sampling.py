@@ -180,9 +180,10 @@ def num_sampled_frames(total_frames: int, video_fps: float, sampling: FrameSampl
         n = round_by_factor(sampling.num_frames, TEMPORAL_PATCH_SIZE)
         if n > total_frames:
             if not short_ok:
+                rounded = f" (rounded to the temporal patch: {n})" if n != sampling.num_frames else ""
                 raise ValueError(
-                    f"has {total_frames} frames, fewer than num_frames = {sampling.num_frames} "
-                    f"(rounded to the temporal patch: {n}); short_video: all_frames samples them all"
+                    f"has {total_frames} frames, fewer than num_frames = {sampling.num_frames}{rounded}"
+                    "; short_video: all_frames samples them all"
                 )
             n = floor_by_factor(total_frames, TEMPORAL_PATCH_SIZE)
     else:
