@@ -128,16 +128,6 @@ class FrameSampling:
             short_video=data.short_video,
         )
 
-    def qwen_element(self, total_frames: int) -> dict:
-        """The ``ele`` dict qwen-vl-utils' ``smart_nframes`` reads (frame count only)."""
-        if self.num_frames is not None:
-            return {"nframes": self.num_frames}
-        return {
-            "fps": self.fps,
-            "min_frames": self.min_frames,
-            "max_frames": min(self.max_frames, total_frames),
-        }
-
     def pixel_bounds(self, nframes: int, factor: int) -> tuple[int, float]:
         """(min_pixels, max_pixels) of one frame of an ``nframes``-frame video, as ``fetch_video``:
 
