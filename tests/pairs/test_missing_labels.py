@@ -56,3 +56,20 @@ def test_score_columns_give_per_pair_score_differences(make_csv):
         load_video_pairs(
             make_csv(bad, header=header, name="bad.csv"), ["VQ", "MQ"], score_columns="MOS_{side}_{dim}"
         )
+
+
+def test_validate_cli_shows_masked_labels(make_csv, make_video):
+    import json
+    import subprocess
+    import sys
+
+    make_video("a.mp4")
+    make_video("b.mp4")
+    result = subprocess.run(
+        [sys.executable, "-m", "vlmrm.data.validate", "--file", str(make_csv(ROWS))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["masked_labels"] == {"VQ": 1, "MQ": 2, "TA": 0}
