@@ -144,3 +144,29 @@ def test_partially_labelled_csv_trains_and_logs_labelled_counts(tiny_cache, synt
     assert masked["VQ"] > 0 and masked["MQ"] > 0
     assert metrics["eval_count_missing_VQ"] == 2 and metrics["eval_count_missing_MQ"] == 2
     assert metrics["eval_count_missing_TA"] == 0
+
+
+def test_trainer_loss_is_the_masked_margin_formula(tiny_cache, synthetic_pairs, tmp_path):
+    """compute_loss on a batch with missing labels and score margins = the formula, by hand."""
+    from tests.reward.test_trainer import make_trainer
+
+    _blank_some_labels(synthetic_pairs / "train.csv", tmp_path / "train.csv", every=2)
+    _, trainer, batch = make_trainer(
+        tiny_cache,
+        synthetic_pairs,
+        tmp_path,
+        meta_data=str(tmp_path / "train.csv"),
+        meta_data_test=None,
+        loss_type="margin",
+        margin_score_columns="MOS_{side}_{dim}",
+        margin_scale=0.5,
+    )
+    assert torch.isnan(batch["labels"]).any() and batch["margin"].shape == batch["labels"].shape
+    trainer.model.eval()
+    with torch.no_grad():
+        loss, out = trainer.compute_loss(trainer.model, batch, return_outputs=True)
+    d = (out["rewards_a"] - out["rewards_b"]).double()
+    y, m = batch["labels"].double(), 0.5 * batch["margin"].double()
+    keep = ~torch.isnan(y) & (y != 0)
+    expected = (-F.logsigmoid(y[keep] * d[keep] - m[keep])).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
