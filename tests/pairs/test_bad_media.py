@@ -105,7 +105,7 @@ def test_every_bad_file_is_named_by_validation(make_csv, bad_media, tmp_path, ba
         assert found[line[case]] == where[case] + f"no video stream (streams: audio aac): {path[case]}"
     # fps sampling asks for at least min_frames = 4; qwen-vl-utils alone would quietly sample 2
     assert found[line["two_frames"]] == where["two_frames"] + (
-        f"{path['two_frames']}: has 2 frames, fewer than min_frames = 4"
+        f"{path['two_frames']}: has 2 frames, fewer than min_frames = 4; short_video: all_frames samples them all"
     )
     assert found[line["one_frame"]] == where["one_frame"] + (
         f"{path['one_frame']}: a video needs at least 2 frames to be sampled, it has 1"
@@ -176,7 +176,7 @@ def test_num_frames_longer_than_the_video_is_named(make_video, make_csv):
         csv_path, DIMS, sampling=FrameSampling(num_frames=8), backend=resolve_backend("pyav")
     )
     assert [str(p).split(": ", 2)[-1] for p in report.problems] == [
-        f"{csv_path.parent}/videos/five.mp4: has 5 frames, fewer than num_frames = 8"
+        f"{csv_path.parent}/videos/five.mp4: has 5 frames, fewer than num_frames = 8; short_video: all_frames samples them all"
     ]
 
 

@@ -123,4 +123,4 @@ def test_cli_exit_status_and_messages(make_csv, good_videos, tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["labels"] == {"VQ": {"A": 1, "B": 0, "same": 0}}
+    assert json.loads(result.stdout)["labels"] == {"VQ": {"A": 1, "B": 0, "same": 0, "missing": 0}}

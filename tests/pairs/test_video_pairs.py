@@ -65,8 +65,8 @@ def test_any_dimension_names(make_csv):
     table = read_video_pair_csv(make_csv(rows, header=header), ["Physics", "Aesthetics"])
     assert table.pairs[0].labels == (0, -1)
     assert table.label_counts() == {
-        "Physics": {"A": 0, "B": 0, "same": 1},
-        "Aesthetics": {"A": 0, "B": 1, "same": 0},
+        "Physics": {"A": 0, "B": 0, "same": 1, "missing": 0},
+        "Aesthetics": {"A": 0, "B": 1, "same": 0, "missing": 0},
     }
 
 
@@ -81,8 +81,8 @@ def test_errors_name_file_line_and_column(make_csv):
         read_video_pair_csv(csv_path, ["VQ", "MQ", "TA"])
     messages = [str(p) for p in err.value.problems]
     assert messages == [
-        f"error: {csv_path}:3 [VQ]: unknown label 'better' (valid: A, B, same)",
-        f"error: {csv_path}:3 [TA]: unknown label 'tie' (valid: A, B, same)",
+        f"error: {csv_path}:3 [VQ]: unknown label 'better' (valid: A, B, same; empty or 'invalid' = missing)",
+        f"error: {csv_path}:3 [TA]: unknown label 'tie' (valid: A, B, same; empty or 'invalid' = missing)",
         f"error: {csv_path}:4 [path_A]: empty video path",
     ]
 

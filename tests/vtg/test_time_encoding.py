@@ -232,3 +232,35 @@ def test_growing_the_token_range_initialises_only_the_new_indices(tiny_qwen3):
     assert torch.allclose(
         got / got.norm(dim=1, keepdim=True), expected / expected.norm(dim=1, keepdim=True), atol=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("0:05 to 0:09", (5.0, 9.0)),
+        ("from 0:05 to 0:09", (5.0, 9.0)),
+        ("The event is 00:00:18 … 00:00:23.", (18.0, 23.0)),
+        ("from 01:02:03.5 to 01:02:10", (3723.5, 3730.0)),
+        ("1:05-1:30", (65.0, 90.0)),
+        ("between 2:00 and 2:07.25", (120.0, 127.25)),
+        ("from 0:05 to 9 seconds", (5.0, 9.0)),  # a time and a number of seconds
+        ("start: 3.2, end: 7.9", (3.2, 7.9)),  # a label's colon is no clock
+        ("from 3.2 to 7.9 seconds", (3.2, 7.9)),
+        ("12:00 to 13:30", (720.0, 810.0)),  # mm:ss with two-digit minutes (duration 10000 s)
+        # ambiguous: unparseable, never a wrong number
+        ("0:5 to 0:9", None),  # one-digit seconds
+        ("0:75 to 1:20", None),  # seconds >= 60
+        ("1:2:3:4 to 5", None),  # four fields
+        ("1:75:00 to 2:00:00", None),  # minutes >= 60
+        ("00:00:18,500 to 00:00:23,000", None),  # comma decimals (SRT)
+        ("12:30pm to 1:00pm", None),  # a time of day
+        ("0:05", None),  # one value
+    ],
+)
+def test_seconds_parser_reads_clock_times(text, expected):
+    assert SecondsEncoding().parse(text, 10000.0) == expected
+
+
+def test_relative_parser_refuses_clock_times():
+    assert RelativeEncoding(100).parse("0:05 to 0:09", 10.0) is None
+    assert RelativeEncoding(100).parse("from 0.25 to 0.5", 20.0) == (5.0, 10.0)

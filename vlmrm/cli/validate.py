@@ -114,10 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         eval_dim, data_dir, tied = data.eval_dim, data.data_dir, data.use_tied_data
         restrict = data.restrict_paths or args.restrict_paths
         sampling, backend_name = FrameSampling.from_data_config(data), data.video_backend
+        score_columns = data.margin_score_columns
     elif args.file:
         files, eval_dim, data_dir, tied = args.file, args.eval_dim, args.data_dir, not args.no_use_tied_data
         restrict = args.restrict_paths
         sampling, backend_name = FrameSampling(fps=args.fps, num_frames=args.num_frames), args.video_backend
+        score_columns = None
     else:
         _parser().error("give --file CSV or --config YAML")
     backend = None
@@ -128,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             report = validate_image_pairs(path, image_dir, restrict_paths=restrict)
         else:
             backend = backend or resolve_backend(backend_name)
-            report = validate_video_pairs(path, eval_dim, data_dir, tied, sampling, backend, restrict)
+            report = validate_video_pairs(
+                path, eval_dim, data_dir, tied, sampling, backend, restrict, score_columns
+            )
         failed |= print_report(report, path, args)
     print("FAILED" if failed else "OK", file=sys.stderr)
     return 1 if failed else 0

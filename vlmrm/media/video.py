@@ -2,10 +2,20 @@
 
 Why not call ``qwen_vl_utils.fetch_video``: its fallback on any decoder error is torchvision's
 video reader, which decodes the *whole file* and is gone from current torchvision, and it picks
-the backend from an environment variable. Here the frame *math* is qwen-vl-utils' own
-(``smart_nframes``, ``smart_resize``, ``linspace(...).round()``), and the backend is chosen once,
-logged once, and never silently swapped. Every backend receives the same indices, so the frames a
-model sees do not depend on which decoder is installed.
+the backend from an environment variable. Here the frame *math* is qwen-vl-utils' (``smart_nframes``
+restated in :mod:`vlmrm.media.sampling` and tested equal, its ``smart_resize`` with ``fetch_video``'s
+pixel caps, ``linspace(...).round()``), and the backend is chosen once,
+logged once, and never silently swapped. Every backend receives the same indices, so the *frames*
+a model sees (which ones, how many, at what size) do not depend on which decoder is installed.
+
+Their *pixels* agree exactly only for 4:2:0 video of even height: every codec-level frame is the
+same, but for an odd height PyAV (``to_ndarray("rgb24")``, swscale) and decord upsample the
+chroma planes differently, and no PyAV interpolation or frame-size choice reproduces decord's
+result. Measured on mpeg4 yuv420p clips of 24-89 pixels a side (tests/media/test_fidelity.py):
+even heights bit-identical (odd widths too); odd heights a mean |difference| of 1-2.4 levels, up
+to 59-68 / 255 on random noise and up to 104 / 255 at sharp colour edges (chroma bleeds over by one pixel). Train
+and score with one backend (``video_backend``; the frame cache keys on it) when that matters.
+decord 0.6 also fails on some odd sizes (a 75x48 clip decodes 100 rows high: a copy-size error).
 """
 
 from __future__ import annotations
@@ -304,6 +314,6 @@ def load_video(
     except Exception as err:
         raise VideoDecodeError(path, f"decoding failed with {backend.name}: {err}") from err
     frames = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2)  # (T, 3, H, W)
-    size = resized_frame_size(frames.shape[-2], frames.shape[-1], sampling, image_factor)
+    size = resized_frame_size(frames.shape[-2], frames.shape[-1], sampling, image_factor, len(indices))
     sample_fps = len(indices) / max(info.total_frames, 1) * info.fps
     return DecodedVideo(resize_frames(frames, size), indices, info, sample_fps)

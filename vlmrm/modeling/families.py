@@ -39,7 +39,13 @@ from transformers.utils.constants import (
     OPENAI_CLIP_STD,
 )
 
-from vlmrm.media.sampling import SPATIAL_MERGE_SIZE, TEMPORAL_PATCH_SIZE
+from vlmrm.media.sampling import (
+    SPATIAL_MERGE_SIZE,
+    TEMPORAL_PATCH_SIZE,
+    default_max_frame_pixels,
+    default_min_frame_pixels,
+    default_total_pixels,
+)
 from vlmrm.modeling.chat_templates import QWEN2_VL_CHAT_TEMPLATE, QWEN3_VL_CHAT_TEMPLATE
 
 RGB = tuple[float, float, float]
@@ -136,6 +142,17 @@ class ModelFamily:
         """The pixel edge of one merged token (patch x spatial merge): frame sides are multiples of
         it, and ``image_factor ** 2`` pixels of a frame become one LLM token."""
         return self.patch_size * self.spatial_merge_size
+
+    @property
+    def video_pixel_defaults(self) -> dict[str, float]:
+        """qwen-vl-utils' per-frame video bounds and whole-video budget for this family (its limits
+        are tokens x factor^2): what ``min_frame_pixels`` / ``total_pixels`` left unset resolve to."""
+        factor = self.image_factor
+        return {
+            "min_pixels": default_min_frame_pixels(factor),
+            "max_pixels": default_max_frame_pixels(factor),
+            "total_pixels": default_total_pixels(factor),
+        }
 
 
 # Tiny text decoder: head_dim 128 / 4 = 32, so M-RoPE splits 16 rotary frequencies. Qwen2/2.5-VL

@@ -118,9 +118,11 @@ def validate_video_pairs(
     sampling: FrameSampling | None = None,
     backend: VideoBackend | None = None,
     restrict_paths: bool = False,
+    score_columns: str | None = None,
 ) -> ValidationReport:
-    """Everything a training run would trip over, found in one pass, plus summary counts."""
-    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data, restrict_paths)
+    """Everything a training run would trip over, found in one pass, plus summary counts (labels per
+    dimension, ``masked_labels``: the pairs whose label is missing in that dimension)."""
+    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data, restrict_paths, score_columns)
     report = ValidationReport(str(csv_path), list(table.problems))
     if any(p.kind in FILE_KINDS for p in table.problems):
         return report
@@ -136,6 +138,7 @@ def validate_video_pairs(
         "dropped_all_tie_rows": table.dropped_all_tie_rows,
         "labels": counts,
         "ties": {dim: c["same"] for dim, c in counts.items()},
+        "masked_labels": {dim: c["missing"] for dim, c in counts.items()},
         **video_summary,
         "bad_lines": len({p.line for p in errors(report.problems)}),
         "problems": count_by_kind(report.problems),

@@ -3,7 +3,11 @@
 CSV columns: ``path_A, path_B, prompt`` plus one label column per evaluated dimension (any names
 the user lists in ``eval_dim``, VideoAlign's are VQ/MQ/TA) holding ``A``, ``B`` or ``same``, and
 optionally ``fps_A, num_frames_A, fps_B, num_frames_B``. Labels map to y = +1 (A better),
--1 (B better), 0 (tie) — docs/reward_math.md, "Labels". Line numbers in messages are the file's own
+-1 (B better), 0 (tie) — docs/reward_math.md, "Labels". An empty cell or ``invalid`` (VideoAlign) is a
+missing label: that dimension of the pair is masked (y = NaN in the dataset's tensor: no loss term,
+not in accuracy) and the pair's other dimensions train; a row with no label at all is an error.
+With ``score_columns`` (e.g. ``MOS_{side}_{dim}``, VideoAlign's names) each pair also carries the
+score difference |s_A - s_B| per dimension, for the margin loss's per-pair margin. Line numbers in messages are the file's own
 (header = line 1).
 """
 
@@ -23,7 +27,7 @@ from vlmrm.core.problems import Problem, encoding_message, path_escape, skip_bad
 from vlmrm.media.frame_cache import FrameCache
 from vlmrm.media.sampling import QWEN2_IMAGE_FACTOR, FrameSampling
 from vlmrm.media.video import VideoBackend, load_video
-from vlmrm.pairs.labels import LABEL_VALUES
+from vlmrm.pairs.labels import LABEL_VALUES, MISSING_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +55,10 @@ class VideoPair:
     path_a: Path
     path_b: Path
     prompt: str
-    labels: tuple[int, ...]
+    labels: tuple[int | None, ...]  # None: missing in that dimension (masked)
     declared_a: DeclaredVideo = DeclaredVideo()
     declared_b: DeclaredVideo = DeclaredVideo()
+    score_diffs: tuple[float | None, ...] | None = None  # |s_A - s_B| per dimension (score_columns)
 
 
 @dataclass
@@ -69,9 +74,10 @@ class VideoPairTable:
     problems: list[Problem] = field(default_factory=list)
 
     def label_counts(self) -> dict[str, dict[str, int]]:
-        """Per dimension: how many pairs say A, B and same."""
+        """Per dimension: how many pairs say A, B and same, and how many have it ``missing`` (masked)."""
         names = {value: name for name, value in LABEL_VALUES.items()}
-        counts = {dim: {name: 0 for name in LABEL_VALUES} for dim in self.eval_dim}
+        names[None] = "missing"
+        counts = {dim: {name: 0 for name in (*LABEL_VALUES, "missing")} for dim in self.eval_dim}
         for pair in self.pairs:
             for dim, y in zip(self.eval_dim, pair.labels):
                 counts[dim][names[y]] += 1
@@ -108,6 +114,39 @@ def _declared(row: pd.Series, side: str, file: str, line: int, problems: list[Pr
     return DeclaredVideo(values[fps_col], values[frames_col])
 
 
+def _score_diffs(
+    row: pd.Series,
+    eval_dim: list[str],
+    labels: list[int | None],
+    score_of: dict[tuple[str, str], str],
+    file: str,
+    line: int,
+    problems: list[Problem],
+) -> tuple[float | None, ...]:
+    """|s_A - s_B| per dimension; None where the label is missing (the scores are then not read)."""
+    diffs: list[float | None] = []
+    for dim, y in zip(eval_dim, labels):
+        if y is None:
+            diffs.append(None)
+            continue
+        scores = []
+        for side in ("A", "B"):
+            column = score_of[(side, dim)]
+            text = str(row[column]).strip()
+            try:
+                value = float(text)
+            except ValueError:
+                value = float("nan")
+            if not np.isfinite(value):
+                problems.append(
+                    Problem(file, line, column, f"not a finite score: {text!r}", kind="bad_number")
+                )
+                value = 0.0
+            scores.append(value)
+        diffs.append(abs(scores[0] - scores[1]))
+    return tuple(diffs)
+
+
 def decode_lines(raw: bytes) -> tuple[str, dict[int, UnicodeDecodeError]]:
     """UTF-8 text of a file (a leading BOM dropped) and the error of each line (from 1) that is not
     UTF-8; such a line's bad bytes read as U+FFFD."""
@@ -128,8 +167,12 @@ def parse_video_pair_csv(
     data_dir: str | Path | None = None,
     use_tied_data: bool = True,
     restrict_paths: bool = False,
+    score_columns: str | None = None,
 ) -> VideoPairTable:
     """Parse a video-pair CSV, collecting every problem in ``table.problems`` (never raises).
+
+    ``score_columns``: a pattern with ``{side}`` (A, B) and ``{dim}``, e.g. ``MOS_{side}_{dim}``; each
+    labelled dimension then needs two numeric scores, and the pair stores |s_A - s_B| per dimension.
 
     With ``use_tied_data=False`` a row whose every selected dimension is ``same`` is dropped and
     counted in ``dropped_all_tie_rows`` (docs/reward_math.md, "Labels"): nothing is dropped silently. A row that is
@@ -153,7 +196,12 @@ def parse_video_pair_csv(
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         return unusable([Problem(file, None, None, f"cannot parse CSV: {err}", kind="bad_csv")])
-    missing = [c for c in (*REQUIRED_COLUMNS, *eval_dim) if c not in frame.columns]
+    score_of = {
+        (side, dim): score_columns.format(side=side, dim=dim)
+        for side in ("A", "B")
+        for dim in (eval_dim if score_columns else [])
+    }
+    missing = [c for c in (*REQUIRED_COLUMNS, *eval_dim, *score_of.values()) if c not in frame.columns]
     if missing:
         header = ", ".join(frame.columns)
         return unusable(
@@ -180,17 +228,31 @@ def parse_video_pair_csv(
                 Problem(file, line, column, encoding_message(bad_encoding[line]), kind="bad_encoding")
             )
             continue
-        labels = []
+        labels: list[int | None] = []
         for dim in eval_dim:
             value = str(row[dim]).strip()
+            if value.lower() in MISSING_LABELS:
+                labels.append(None)
+                continue
             if value not in LABEL_VALUES:
                 valid = ", ".join(LABEL_VALUES)
                 problems.append(
                     Problem(
-                        file, line, dim, f"unknown label {value!r} (valid: {valid})", kind="unknown_label"
+                        file,
+                        line,
+                        dim,
+                        f"unknown label {value!r} (valid: {valid}; empty or 'invalid' = missing)",
+                        kind="unknown_label",
                     )
                 )
             labels.append(LABEL_VALUES.get(value, 0))
+        if all(y is None for y in labels):
+            problems.append(
+                Problem(file, line, None, f"no label in any of {list(eval_dim)}", kind="unknown_label")
+            )
+        score_diffs = (
+            _score_diffs(row, eval_dim, labels, score_of, file, line, problems) if score_of else None
+        )
         for column in PATH_COLUMNS:
             if not str(row[column]).strip():
                 problems.append(Problem(file, line, column, "empty video path", kind="missing_video"))
@@ -201,7 +263,7 @@ def parse_video_pair_csv(
         if any(escaped):
             problems += [problem for problem in escaped if problem is not None]
             continue
-        if not use_tied_data and all(y == 0 for y in labels):
+        if not use_tied_data and all(y == 0 for y in labels if y is not None):
             dropped += 1
             continue
         pairs.append(
@@ -214,6 +276,7 @@ def parse_video_pair_csv(
                 labels=tuple(labels),
                 declared_a=declared_a,
                 declared_b=declared_b,
+                score_diffs=score_diffs,
             )
         )
     if dropped:
@@ -235,13 +298,14 @@ def load_video_pairs(
     on_bad_sample: str = "error",
     problems: list[Problem] | None = None,
     restrict_paths: bool = False,
+    score_columns: str | None = None,
 ) -> VideoPairTable:
     """Parse and apply ``on_bad_sample``: ``error`` raises :class:`DataValidationError` listing every
     error; ``skip`` drops the rows with one (counted by the caller from the same problems).
 
     ``problems``: what validation found in this file (parsing and videos); default: parsing's own.
     """
-    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data, restrict_paths)
+    table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data, restrict_paths, score_columns)
     table.pairs = skip_bad_lines(table.pairs, table.problems if problems is None else problems, on_bad_sample)
     return table
 
@@ -257,11 +321,17 @@ def read_video_pair_csv(
     return load_video_pairs(csv_path, eval_dim, data_dir, use_tied_data, "error", None, restrict_paths)
 
 
+def labels_tensor(labels: tuple[int | None, ...]) -> torch.Tensor:
+    """(D,) float32 labels, NaN where a dimension's label is missing (the losses mask it)."""
+    return torch.tensor([float("nan") if y is None else float(y) for y in labels], dtype=torch.float32)
+
+
 class VideoPairDataset(Dataset):
     """Decodes both videos of a pair in ``__getitem__``, so DataLoader workers do the decoding.
 
     Item: ``{"video_A": DecodedVideo, "video_B": DecodedVideo, "prompt": str,
-    "labels": float tensor (D,), "pair_id": int}`` where D = len(eval_dim).
+    "labels": float tensor (D,), "pair_id": int}`` where D = len(eval_dim); a missing label is NaN.
+    With score columns also ``"margin_scores": float tensor (D,)`` = |s_A - s_B| (0 where missing).
     """
 
     def __init__(
@@ -299,12 +369,17 @@ class VideoPairDataset(Dataset):
         videos = {
             f"video_{side}": self._load(path, rng) for side, path in (("A", pair.path_a), ("B", pair.path_b))
         }
-        return {
+        item = {
             **videos,
             "prompt": pair.prompt,
-            "labels": torch.tensor(pair.labels, dtype=torch.float32),
+            "labels": labels_tensor(pair.labels),
             "pair_id": pair.row,
         }
+        if pair.score_diffs is not None:
+            item["margin_scores"] = torch.tensor(
+                [0.0 if d is None else d for d in pair.score_diffs], dtype=torch.float32
+            )
+        return item
 
     def _decode(self, path: Path, rng: np.random.Generator):
         if self.frame_cache is not None:

@@ -22,7 +22,6 @@ from transformers import TrainingArguments
 from vlmrm.core.config import ConfigError, Layout, as_str_list, load_config, option
 from vlmrm.media.sampling import (
     DEFAULT_MAX_FRAME_PIXELS,
-    DEFAULT_MIN_FRAME_PIXELS,
     DEFAULT_VIDEO_FPS,
     FPS_MAX_FRAMES,
     FPS_MIN_FRAMES,
@@ -116,8 +115,31 @@ class DataConfig:
     num_frames: int | None = option(None, "Sample exactly this many frames per video instead of by fps.")
     min_frames: int = option(FPS_MIN_FRAMES, "Fewest frames sampled per video when sampling by fps.")
     max_frames: int = option(FPS_MAX_FRAMES, "Most frames sampled per video when sampling by fps.")
-    max_frame_pixels: int = option(DEFAULT_MAX_FRAME_PIXELS, "Max pixels per frame (448*448 = 200704).")
-    min_frame_pixels: int = option(DEFAULT_MIN_FRAME_PIXELS, "Min pixels per frame (qwen-vl-utils default).")
+    max_frame_pixels: int | None = option(
+        DEFAULT_MAX_FRAME_PIXELS,
+        "Max pixels per frame (VideoAlign's 448*448 = 200704); qwen-vl-utils' caps apply on top: "
+        "768 tokens x factor^2 and total_pixels / frames x 2. 0 = those caps alone (qwen-vl-utils).",
+    )
+    min_frame_pixels: int | None = option(
+        None,
+        "Min pixels per frame; null = qwen-vl-utils' 128 tokens x factor^2 of the model family "
+        "(100352 for Qwen2/2.5-VL, 131072 for Qwen3-VL).",
+    )
+    total_pixels: int | None = option(
+        None,
+        "Pixel budget of a whole video (qwen-vl-utils' total_pixels): a frame gets at most "
+        "total_pixels / frames x 2; null = qwen-vl-utils' 0.9 x 128000 tokens x factor^2.",
+    )
+    frame_rounding: Literal["floor", "round"] = option(
+        "floor",
+        "Frame count by fps to the temporal patch: floor (qwen-vl-utils 0.0.14) or round "
+        "(VideoAlign's copy: 31 frames at 8 fps, fps 2 -> 8 instead of 6). Stored in checkpoints.",
+    )
+    short_video: Literal["error", "all_frames"] = option(
+        "error",
+        "A clip with fewer frames than min_frames or num_frames (rounded to 2): error names it; "
+        "all_frames samples every frame it has, floored to even (qwen-vl-utils for min_frames).",
+    )
     sample_type: Literal["uniform", "random"] = option(
         "uniform", "uniform: evenly spaced frames; random: one random frame per equal segment."
     )
@@ -149,6 +171,12 @@ class DataConfig:
     )
     num_irrelevant_pairs: int = option(
         1, "Irrelevant pairs per sample (training with use_irrelevant_queries; evaluation always, when > 0)."
+    )
+    margin_score_columns: str | None = option(
+        None,
+        "Per-pair margins for loss_type margin: the CSV's score column names as a pattern with {side} "
+        "(A, B) and {dim}, e.g. MOS_{side}_{dim} (VideoAlign's); m = margin_scale * |s_A - s_B| per "
+        "pair and dimension. Unset = the fixed margin.",
     )
     on_bad_sample: Literal["error", "skip"] = option(
         "error",
@@ -190,7 +218,15 @@ class DataConfig:
             raise ConfigError(f"fps: must be > 0, got {self.fps}")
         if self.min_frames > self.max_frames:
             raise ConfigError(f"min_frames ({self.min_frames}) > max_frames ({self.max_frames})")
-        if self.min_frame_pixels > self.max_frame_pixels:
+        if self.max_frame_pixels == 0:  # YAML null is "not given"; 0 asks for qwen-vl-utils' caps alone
+            self.max_frame_pixels = None
+        if self.total_pixels is not None and self.total_pixels <= 0:
+            raise ConfigError(f"total_pixels: must be > 0, got {self.total_pixels}")
+        if (
+            self.min_frame_pixels is not None
+            and self.max_frame_pixels is not None
+            and self.min_frame_pixels > self.max_frame_pixels
+        ):
             raise ConfigError(
                 f"min_frame_pixels ({self.min_frame_pixels}) > max_frame_pixels ({self.max_frame_pixels})"
             )
@@ -210,7 +246,13 @@ class RewardTrainingArguments(RunArguments, TrainingArguments):
     )
     tie_k: float = option(5.0, "Rao-Kupper tie parameter k > 1 of the btt loss.")
     learn_tie_k: bool = option(False, "btt: learn one k > 1 per dimension (starting at tie_k).")
-    margin: float = option(0.5, "Fixed margin m of the margin loss.")
+    margin: float = option(
+        0.5, "Fixed margin m of the margin loss (used unless the data has margin_score_columns)."
+    )
+    margin_scale: float = option(
+        1.0,
+        "Margin loss with margin_score_columns: per pair and dimension m = margin_scale * |s_A - s_B|.",
+    )
     merger_lr: float | None = option(None, "Learning rate of the merger; unset = learning_rate.")
     vision_lr: float | None = option(None, "Learning rate of the vision tower; unset = learning_rate.")
     special_token_lr: float | None = option(None, "Learning rate of the reward-token embeddings.")

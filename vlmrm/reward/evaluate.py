@@ -193,8 +193,10 @@ def load_eval_images(config: EvalConfig) -> EvalData:
 
 
 def pair_labels(pair) -> tuple:
-    """Labels of a video pair (one per dimension) or an image pair (one preference)."""
-    return tuple(pair.labels) if hasattr(pair, "labels") else (pair.label,)
+    """Labels of a video pair (one per dimension, NaN where missing) or an image pair (one preference)."""
+    if hasattr(pair, "labels"):
+        return tuple(float("nan") if y is None else y for y in pair.labels)
+    return (pair.label,)
 
 
 def pair_record(pair) -> dict:
@@ -233,7 +235,7 @@ def load_eval_data(config: EvalConfig, spec: RewardSpec, processor) -> EvalData:
         table.pairs = table.pairs[: config.max_eval_samples]
     overall = None
     if with_overall:
-        overall = np.array([pair.labels[-1] for pair in table.pairs])
+        overall = np.array([pair_labels(pair)[-1] for pair in table.pairs], dtype=np.float64)
         table.pairs = [_drop_last_label(pair) for pair in table.pairs]
         table.eval_dim = list(spec.eval_dim)
     dataset = VideoPairDataset(table, sampling, backend, image_factor(processor), cache_in_memory=False)
@@ -334,7 +336,7 @@ def evaluate_checkpoint(model, processor, config: EvalConfig, work_dir: Path) ->
     pairs = [
         {
             **pair_record(pair),
-            "labels": dict(zip(spec.eval_dim, pair_labels(pair))),
+            "labels": dict(zip(spec.eval_dim, getattr(pair, "labels", (getattr(pair, "label", None),)))),
             "rewards_A": dict(zip(spec.eval_dim, rewards[i, 0].tolist())),
             "rewards_B": dict(zip(spec.eval_dim, rewards[i, 1].tolist())),
         }

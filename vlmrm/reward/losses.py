@@ -6,8 +6,9 @@ pair loss:
 - ``rewards_a``, ``rewards_b``: ``(B, D)`` rewards of item A and item B of each pair, one column
   per evaluated dimension (any ``D >= 1``).
 - ``labels``: ``(B, D)`` with y = +1 (A better), -1 (B better) or 0 (tie); the dataset maps the
-  CSV's ``A`` / ``B`` / ``same`` to these values (``vlmrm.pairs.labels.LABEL_VALUES``). Values are not
-  re-checked here: that would force a device sync every step.
+  CSV's ``A`` / ``B`` / ``same`` to these values (``vlmrm.pairs.labels.LABEL_VALUES``). NaN marks a missing
+  label (an empty cell or VideoAlign's ``invalid``): that entry is masked, it counts in no loss, no
+  accuracy and no ``num_valid``. Values are not re-checked here: that would force a device sync.
 - d = r_A - r_B.
 
 Losses are computed in at least float32 (bf16 rewards are upcast) and averaged over the entries
@@ -65,11 +66,14 @@ def _compute_dtype(tensor: Tensor) -> torch.dtype:
     return torch.promote_types(tensor.dtype, torch.float32)
 
 
-def _reward_diff(rewards_a: Tensor, rewards_b: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """d = r_A - r_B and the labels, both in the compute dtype; ``(B, D)`` each."""
+def _reward_diff(rewards_a: Tensor, rewards_b: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """d = r_A - r_B, the labels (missing ones set to 0) and the ``labelled`` mask (False where the
+    label is NaN), ``(B, D)`` each. Zeroing first keeps a NaN out of every gradient."""
     _check_pair_inputs(rewards_a, rewards_b, labels)
     dtype = _compute_dtype(rewards_a)
-    return rewards_a.to(dtype) - rewards_b.to(dtype), labels.to(dtype)
+    y = labels.to(dtype)
+    labelled = ~torch.isnan(y)
+    return rewards_a.to(dtype) - rewards_b.to(dtype), torch.where(labelled, y, torch.zeros_like(y)), labelled
 
 
 def _reduce(per_entry: Tensor, valid: Tensor) -> PairLoss:
@@ -91,8 +95,8 @@ def bt_loss(rewards_a: Tensor, rewards_b: Tensor, labels: Tensor) -> PairLoss:
     Returns:
         PairLoss averaged over the non-tie entries.
     """
-    diff, y = _reward_diff(rewards_a, rewards_b, labels)
-    return _reduce(-F.logsigmoid(y * diff), valid=y != 0)
+    diff, y, labelled = _reward_diff(rewards_a, rewards_b, labels)
+    return _reduce(-F.logsigmoid(y * diff), valid=labelled & (y != 0))
 
 
 def _log_tie_k(tie_k: float | Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -138,18 +142,18 @@ def bt_with_ties_loss(
         log P(B > A) = logsigmoid(-d - ln k)
         log P(tie)   = ln(k^2 - 1) + logsigmoid(d - ln k) + logsigmoid(-d - ln k)
 
-    Every entry is valid: a tie is a label here, not a missing term.
+    Every labelled entry is valid: a tie is a label here, not a missing term.
 
     Args:
         tie_k: k > 1, a float or a ``(D,)`` tensor (e.g. ``learned_tie_k(raw)``; gradients flow to it).
     """
-    diff, y = _reward_diff(rewards_a, rewards_b, labels)
+    diff, y, labelled = _reward_diff(rewards_a, rewards_b, labels)
     log_k, log_k2_minus_1 = _log_tie_k(tie_k, diff)
     log_p_a = F.logsigmoid(diff - log_k)  # (B, D)
     log_p_b = F.logsigmoid(-diff - log_k)  # (B, D)
     log_p_tie = log_k2_minus_1 + log_p_a + log_p_b  # (B, D)
     log_p_observed = torch.where(y > 0, log_p_a, torch.where(y < 0, log_p_b, log_p_tie))
-    return _reduce(-log_p_observed, valid=torch.ones_like(y, dtype=torch.bool))
+    return _reduce(-log_p_observed, valid=labelled)
 
 
 def margin_loss(
@@ -166,7 +170,7 @@ def margin_loss(
     Returns:
         PairLoss averaged over the non-tie entries.
     """
-    diff, y = _reward_diff(rewards_a, rewards_b, labels)
+    diff, y, labelled = _reward_diff(rewards_a, rewards_b, labels)
     m = torch.as_tensor(margin, dtype=diff.dtype, device=diff.device)
     if m.shape not in ((), diff.shape[:1], diff.shape):
         raise ValueError(
@@ -174,7 +178,8 @@ def margin_loss(
         )
     if m.ndim == 1:
         m = m.unsqueeze(-1)  # (B, 1): one margin per pair, shared by its dimensions
-    return _reduce(-F.logsigmoid(y * diff - m), valid=y != 0)
+    m = torch.nan_to_num(m)  # a masked entry's margin may be missing too
+    return _reduce(-F.logsigmoid(y * diff - m), valid=labelled & (y != 0))
 
 
 def regression_loss(rewards: Tensor, targets: Tensor, mask: Tensor | None = None) -> PairLoss:
@@ -230,14 +235,15 @@ def pair_loss(
 def preference_accuracy(rewards_a: Tensor, rewards_b: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Per-dimension preference accuracy, ties excluded (docs/reward_math.md, "Accuracy without ties").
 
-    Over entries with y != 0: correct iff sign(d) == y; d == 0 counts as wrong.
+    Over labelled entries with y != 0: correct iff sign(d) == y; d == 0 counts as wrong. Missing
+    labels (NaN) count nowhere.
 
     Returns:
         (accuracy ``(D,)``, ``nan`` where a dimension has no non-tie entry;
         counts ``(D,)`` int64, the number of non-tie entries per dimension).
     """
-    diff, y = _reward_diff(rewards_a, rewards_b, labels)
-    valid = y != 0  # (B, D)
+    diff, y, labelled = _reward_diff(rewards_a, rewards_b, labels)
+    valid = labelled & (y != 0)  # (B, D)
     correct = valid & (torch.sign(diff) == y)  # sign(0) = 0 never equals +-1
     counts = valid.sum(dim=0)  # (D,)
     accuracy = torch.where(counts > 0, correct.sum(dim=0) / counts.clamp(min=1), math.nan)

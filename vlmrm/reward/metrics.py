@@ -90,8 +90,12 @@ def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
 
 def dimension_metrics(margins: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Metrics of one dimension: accuracy (no ties), tie-calibrated accuracy and its eps, mean and std
-    of the oriented margin g * m over non-tie pairs (preferred minus other), and label counts."""
-    margins, labels = np.asarray(margins, np.float64), np.asarray(labels)
+    of the oriented margin g * m over non-tie pairs (preferred minus other), and label counts.
+    Pairs whose label is missing (NaN) are left out of everything but ``count_missing``."""
+    margins, labels = np.asarray(margins, np.float64), np.asarray(labels, np.float64)
+    labelled = ~np.isnan(labels)
+    missing = int((~labelled).sum())
+    margins, labels = margins[labelled], labels[labelled]
     accuracy_ties, eps = tie_calibrated_accuracy(margins, labels)
     decided = labels != 0
     oriented = margins[decided] * labels[decided]
@@ -105,6 +109,7 @@ def dimension_metrics(margins: np.ndarray, labels: np.ndarray) -> dict[str, floa
         "count_A": int((labels == 1).sum()),
         "count_B": int((labels == -1).sum()),
         "count_tie": int((labels == 0).sum()),
+        "count_missing": missing,
     }
 
 

@@ -68,7 +68,7 @@ def calibration_points(
     margins: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS
 ) -> list[tuple[float, float, int]]:
     """(mean predicted P(A > B), observed frequency of A, count) per non-empty bin, non-tie pairs only."""
-    decided = labels != 0
+    decided = (labels != 0) & ~np.isnan(labels)  # a missing (NaN) label is no pair here
     p = 1 / (1 + np.exp(-margins[decided]))
     won = labels[decided] == 1
     index = np.minimum((p * bins).astype(int), bins - 1)
@@ -81,7 +81,9 @@ def calibration_points(
 
 def _pair_arrays(result: dict, dim: str) -> tuple[np.ndarray, np.ndarray]:
     margins = np.array([p["rewards_A"][dim] - p["rewards_B"][dim] for p in result["pairs"]])
-    labels = np.array([p["labels"][dim] for p in result["pairs"]])
+    labels = np.array(
+        [np.nan if p["labels"][dim] is None else p["labels"][dim] for p in result["pairs"]], dtype=np.float64
+    )
     return margins, labels
 
 

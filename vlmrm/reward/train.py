@@ -48,6 +48,11 @@ def check_run_config(cfg: RunConfig) -> None:
         raise ConfigError("model_name_or_path: required")
     if not cfg.data.meta_data:
         raise ConfigError("meta_data: required (the training CSV)")
+    if cfg.data.margin_score_columns and (cfg.training.loss_type != "margin" or cfg.data.is_image_data()):
+        raise ConfigError(
+            "margin_score_columns: per-pair margins are for loss_type: margin on CSV video pairs; got "
+            f"loss_type {cfg.training.loss_type!r}" + (" on image data" if cfg.data.is_image_data() else "")
+        )
     if cfg.training.loss_type == "reg":
         raise ConfigError("loss_type 'reg' needs numeric scores; CSV video pairs carry A/B/same labels only")
     if cfg.model.reward_token == "special":
@@ -107,6 +112,7 @@ def build_datasets(cfg: RunConfig, processor, reports=()):
             data.on_bad_sample,
             validated.get(str(csv_path)),
             data.restrict_paths,
+            data.margin_score_columns,
         )
         table.pairs = table.pairs[:max_samples]
         return VideoPairDataset(

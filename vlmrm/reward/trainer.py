@@ -61,7 +61,9 @@ class RewardTrainer(ManagedRunMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         rewards_a, rewards_b, tie_k, irrelevant = self.pair_rewards(model, inputs)
         labels = inputs["labels"].to(rewards_a.dtype)
-        margin = inputs.get("margin", self.args.margin)
+        margin = self.args.margin
+        if "margin" in inputs:  # per-pair margin m = margin_scale * |s_A - s_B| from score columns
+            margin = self.args.margin_scale * inputs["margin"].to(rewards_a.dtype)
         result = pair_loss(self.args.loss_type, rewards_a, rewards_b, labels, tie_k=tie_k, margin=margin)
         loss = result.loss
         irrelevant_loss = None
@@ -94,7 +96,10 @@ class RewardTrainer(ManagedRunMixin, Trainer):
             add("loss_irrelevant", irrelevant_loss.detach() * count, count)
             add("accuracy_irrelevant", resolved_above(matched, unrelated).sum().float(), count)
             add("margin_irrelevant", (matched - unrelated).sum().detach(), count)
+        labelled = (~torch.isnan(labels)).sum(dim=0).float()  # (D,) entries with a label
         for d, dim in enumerate(self.eval_dim):
+            # per-dimension labelled entries per batch (a masked label counts nowhere): *_labelled
+            add(f"labelled_{dim}", labelled[d], 1.0)
             valid = result.num_valid[d].float()
             add(f"loss_{dim}", torch.nan_to_num(result.per_dim_loss[d]) * valid, valid)
             add(f"accuracy_{dim}", torch.nan_to_num(accuracy[d]) * counts[d], counts[d].float())

@@ -28,7 +28,14 @@ def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport
         sampling, backend = FrameSampling.from_data_config(data), resolve_backend(data.video_backend)
         reports = [
             validate_video_pairs(
-                path, data.eval_dim, data.data_dir, data.use_tied_data, sampling, backend, data.restrict_paths
+                path,
+                data.eval_dim,
+                data.data_dir,
+                data.use_tied_data,
+                sampling,
+                backend,
+                data.restrict_paths,
+                data.margin_score_columns,
             )
             for path in paths
         ]

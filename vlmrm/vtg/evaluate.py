@@ -47,6 +47,11 @@ class VTGEvalConfig:
     batch_size: int = option(8, "Clips per generate call.")
     max_new_tokens: int = option(32, "Most tokens generated per answer.")
     max_samples: int | None = option(None, "Evaluate the first N samples only.")
+    repair_pred: bool = option(
+        False,
+        "Scoring a file's pred (no model_dir): swap reversed windows and clamp to [0, duration] first. "
+        "Default: scored as written (moment_detr); recorded as pred_repair in vtg_metrics.json.",
+    )
 
 
 @torch.no_grad()
@@ -89,7 +94,7 @@ def run_vtg_evaluation(config: VTGEvalConfig) -> dict:
     from vlmrm.vtg.sft import checked_samples
 
     if config.model_dir is None:
-        return evaluate_predictions(config.annotation_file, config.output_dir)
+        return evaluate_predictions(config.annotation_file, config.output_dir, config.repair_pred)
     model, processor, run = load_trained(config.model_dir)
     backend = resolve_backend("auto")
     samples = checked_samples(config.annotation_file, config.video_dir, backend)[: config.max_samples]

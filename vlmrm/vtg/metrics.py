@@ -6,7 +6,10 @@ For a predicted segment p = [p0, p1] and ground truth g = [g0, g1] (seconds):
     IoU = |p ∩ g| / |p ∪ g|,   recall = |p ∩ g| / |g|,   precision = |p ∩ g| / |p|,
     f1 = 2 * precision * recall / (precision + recall)
 Each is 0 when its denominator is 0 (a zero-length segment matches nothing) and for a missing
-(unparseable) prediction. R@t = fraction of samples with IoU >= t; mIoU = mean IoU (both in [0, 1]).
+(unparseable) prediction. Windows are scored as given: a reversed one (p1 < p0) has no intersection
+(IoU 0), one outside the clip keeps its outside part. This equals moment_detr's
+``compute_temporal_iou_batch_paired`` (which divides by the hull max(p1, g1) - min(p0, g0): the
+union whenever the windows overlap, and the numerator is 0 otherwise) up to float rounding. R@t = fraction of samples with IoU >= t; mIoU = mean IoU (both in [0, 1]).
 """
 
 from __future__ import annotations

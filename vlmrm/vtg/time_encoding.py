@@ -29,9 +29,17 @@ TEMPORAL_TOKEN_PATTERN = re.compile(r"<(\d{1,9})>", re.ASCII)  # <12>; 9 digits 
 # ASCII digits only: unicode digits (e.g. full-width "３") are not a number format models are trained on.
 NUMBER = r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 NUMBER_PATTERN = re.compile(NUMBER, re.ASCII)
+# A clock time ("0:05", "1:02:03.5") or a plain number; a number is never the hours/minutes or the
+# seconds of a clock time ("0:05" is one value, 5 s, not 0 and 5). A colon group is validated by
+# `_clock_seconds`; one that is no valid time makes the whole answer unparseable.
+CLOCK = r"\d+(?::\d+)+(?:\.\d+)?(?![\w:]|\.\d)"
+VALUE = rf"(?<![\w.])(?<!\d:)(?:{CLOCK}|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?!:\d))"
+VALUE_PATTERN = re.compile(VALUE, re.ASCII)
 FROM_TO_PATTERN = re.compile(
-    rf"from\s+({NUMBER})\s*(?:s|sec|secs|seconds?)?\s+to\s+({NUMBER})", re.ASCII | re.IGNORECASE
+    rf"from\s+({VALUE})\s*(?:s|sec|secs|seconds?)?\s+to\s+({VALUE})", re.ASCII | re.IGNORECASE
 )
+CLOCK_SECONDS = re.compile(r"[0-5]\d(?:\.\d+)?", re.ASCII)  # "05", "59.25": the last field
+CLOCK_MINUTES = re.compile(r"[0-5]\d", re.ASCII)  # the middle field of hh:mm:ss
 SINUSOID_BASE = 10000.0  # wavelength base of the transformer position encoding (Vaswani et al., 2017)
 EmbeddingInit = Literal["sinusoidal", "mean"]
 
@@ -47,13 +55,52 @@ def normalize_segment(start: float, end: float, duration: float) -> tuple[float,
     return min(max(lo, 0.0), duration), min(max(hi, 0.0), duration)
 
 
-def _two_numbers(text: str) -> tuple[float, float] | None:
-    """The "from X to Y" pair if present, else the first two numbers in `text`; None if fewer."""
+def _clock_seconds(token: str) -> float | None:
+    """Seconds of "m:ss(.f)" or "h:mm:ss(.f)" (seconds and minutes fields two digits below 60);
+    None for any other colon group ("1:2", "0:75", "1:2:3:4"), which is ambiguous."""
+    fields = token.split(":")
+    if len(fields) not in (2, 3) or not CLOCK_SECONDS.fullmatch(fields[-1]):
+        return None
+    if len(fields) == 3 and not CLOCK_MINUTES.fullmatch(fields[1]):
+        return None
+    if "." in "".join(fields[:-1]):
+        return None
+    seconds = float(fields[-1])
+    for place, field in enumerate(reversed(fields[:-1]), start=1):
+        seconds += int(field) * 60**place
+    return seconds
+
+
+def _value(token: str, allow_clock: bool) -> float | None:
+    if ":" in token:
+        return _clock_seconds(token) if allow_clock else None
+    return float(token)
+
+
+def _two_numbers(text: str, allow_clock: bool = True) -> tuple[float, float] | None:
+    """The "from X to Y" pair if present, else the first two values in `text`; None if fewer.
+
+    Values are numbers or, with ``allow_clock``, clock times (mm:ss, hh:mm:ss, with decimals) read as
+    seconds. Any colon group that is not a valid time (or a time where none is allowed, or one glued
+    to ",digits") makes the answer unparseable: a wrong number would score as a real prediction.
+    """
+    tokens = list(VALUE_PATTERN.finditer(text))
+    clocks = [m.span() for m in tokens if ":" in m.group()]
+    for glued in re.finditer(r"\d:\d", text):  # a colon between digits outside any time read: "12:30pm"
+        if not any(start <= glued.start() and glued.end() <= end for start, end in clocks):
+            return None
+    values = []
+    for match in tokens:
+        if ":" in match.group() and re.match(r",\d", text[match.end() :]):
+            return None  # "00:00:18,500": a comma decimal (SRT) or a list without spaces; ambiguous
+        value = _value(match.group(), allow_clock)
+        if value is None:
+            return None
+        values.append(value)
     match = FROM_TO_PATTERN.search(text)
     if match:
-        return float(match.group(1)), float(match.group(2))
-    numbers = NUMBER_PATTERN.findall(text)
-    return (float(numbers[0]), float(numbers[1])) if len(numbers) >= 2 else None
+        return _value(match.group(1), allow_clock), _value(match.group(2), allow_clock)
+    return (values[0], values[1]) if len(values) >= 2 else None
 
 
 class TemporalEncoding(Protocol):
@@ -65,7 +112,8 @@ class TemporalEncoding(Protocol):
 @dataclass(frozen=True)
 class SecondsEncoding:
     """ "from {start} to {end} seconds" with `decimals` decimals; the parser also accepts any text holding
-    two numbers (the first two are taken when there is no "from X to Y")."""
+    two values (the first two are taken when there is no "from X to Y"), numbers of seconds or clock
+    times: "0:05 to 0:09" is (5, 9), "00:01:18.5 - 00:01:23" is (78.5, 83)."""
 
     decimals: int = 1
 
@@ -112,7 +160,7 @@ class RelativeEncoding:
         return f"from {_decimal(a, self.decimals)} to {_decimal(b, self.decimals)}"
 
     def parse(self, text: str, duration: float) -> tuple[float, float] | None:
-        pair = _two_numbers(text)
+        pair = _two_numbers(text, allow_clock=False)
         if pair is None:
             return None
         relative = normalize_segment(*pair, 1.0)
