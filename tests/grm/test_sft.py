@@ -27,8 +27,8 @@ from vlmrm.grm.sft_data import (
     GRMSFTDataset,
     MediaLimits,
     epoch_order,
+    load_sft_file,
     mix_counts,
-    read_sft_file,
 )
 from vlmrm.testing.tiny import tiny_checkpoint
 from vlmrm.training.sft import IGNORE_INDEX
@@ -88,7 +88,7 @@ def processor(tiny_cache):
 
 
 def dataset(paths, processor, weights=None, seed=0) -> GRMSFTDataset:
-    sources = [read_sft_file(p) for p in paths]
+    sources = [load_sft_file(p) for p in paths]
     limits = MediaLimits(video_fps=2.0, video_backend="pyav")
     return GRMSFTDataset(sources, weights or [1.0] * len(sources), limits, 28, seed)
 
@@ -191,7 +191,7 @@ def test_bad_examples_are_reported_with_file_and_index(tmp_path):
         json.dumps([good, {"conversations": [{"from": "gpt", "value": "a"}]}, {**good, "images": ["no.png"]}])
     )
     with pytest.raises(DataValidationError) as err:
-        read_sft_file(path)
+        load_sft_file(path)
     assert [(p.line, "turn 0" in p.message or "missing media" in p.message) for p in err.value.problems] == [
         (1, True),
         (2, True),

@@ -18,7 +18,7 @@ from transformers import AutoProcessor
 from vlmrm.media.frame_cache import FrameCache
 from vlmrm.media.sampling import FrameSampling
 from vlmrm.media.video import load_video, resolve_backend
-from vlmrm.pairs.video_pairs import VideoPairDataset, read_video_pair_csv
+from vlmrm.pairs.video_pairs import VideoPairDataset, load_video_pairs
 from vlmrm.reward.config import parse_config
 from vlmrm.reward.train import build_datasets
 from vlmrm.testing.tiny import tiny_checkpoint
@@ -141,7 +141,7 @@ def test_concurrent_writers_of_one_key_never_expose_a_partial_entry(make_video, 
 
 
 def test_random_sampling_cannot_be_cached(synthetic_pairs, tmp_path):
-    table = read_video_pair_csv(synthetic_pairs / "train.csv", ["VQ"], synthetic_pairs)
+    table = load_video_pairs(synthetic_pairs / "train.csv", ["VQ"], synthetic_pairs)
     random = FrameSampling(num_frames=4, sample_type="random")
     with pytest.raises(ValueError, match="frame_cache_dir needs sample_type: uniform"):
         VideoPairDataset(table, random, resolve_backend("pyav"), frame_cache=FrameCache(tmp_path / "c"))
@@ -179,5 +179,5 @@ def test_precache_fills_what_the_training_dataset_reads(synthetic_pairs, tiny_ca
 
 
 def _videos(csv: Path, root: Path) -> list[Path]:
-    table = read_video_pair_csv(csv, ["VQ"], root)
+    table = load_video_pairs(csv, ["VQ"], root)
     return [p for pair in table.pairs for p in (pair.path_a, pair.path_b)]

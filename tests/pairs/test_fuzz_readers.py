@@ -16,8 +16,8 @@ from vlmrm.pairs.video_pairs import (
     DECLARED_COLUMNS,
     REQUIRED_COLUMNS,
     VideoPairTable,
+    load_video_pairs,
     parse_video_pair_csv,
-    read_video_pair_csv,
 )
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -55,7 +55,7 @@ def parse_csv_or_validation_error(path: Path, restrict_paths: bool = False) -> V
     assert all(isinstance(p, Problem) and p.file == str(path) for p in table.problems)
     assert len(table.pairs) <= table.total_rows
     try:
-        read_video_pair_csv(path, DIMS)
+        load_video_pairs(path, DIMS)
     except DataValidationError as err:
         assert err.problems
     return table

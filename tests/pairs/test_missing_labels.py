@@ -9,7 +9,7 @@ import pytest
 
 from vlmrm.core.problems import DataValidationError
 from vlmrm.pairs.validate import validate_video_pairs
-from vlmrm.pairs.video_pairs import labels_tensor, read_video_pair_csv
+from vlmrm.pairs.video_pairs import labels_tensor, load_video_pairs
 
 ROWS = [
     {"path_A": "a.mp4", "path_B": "b.mp4", "prompt": "p", "VQ": "A", "MQ": "", "TA": "same"},
@@ -19,7 +19,7 @@ ROWS = [
 
 
 def test_missing_labels_are_masked_not_rejected(make_csv):
-    table = read_video_pair_csv(make_csv(ROWS), ["VQ", "MQ", "TA"])
+    table = load_video_pairs(make_csv(ROWS), ["VQ", "MQ", "TA"])
     assert [p.labels for p in table.pairs] == [(1, None, 0), (None, -1, 1), (-1, None, -1)]
     assert {dim: c["missing"] for dim, c in table.label_counts().items()} == {"VQ": 1, "MQ": 2, "TA": 0}
     y = labels_tensor(table.pairs[0].labels)
@@ -29,7 +29,7 @@ def test_missing_labels_are_masked_not_rejected(make_csv):
 def test_a_row_without_any_label_is_an_error(make_csv):
     rows = [{**ROWS[0], "VQ": "", "MQ": "invalid", "TA": ""}]
     with pytest.raises(DataValidationError, match=r"no label in any of \['VQ', 'MQ', 'TA'\]"):
-        read_video_pair_csv(make_csv(rows), ["VQ", "MQ", "TA"])
+        load_video_pairs(make_csv(rows), ["VQ", "MQ", "TA"])
 
 
 def test_validation_reports_masked_labels_per_dimension(make_csv, make_video):
@@ -58,6 +58,7 @@ def test_score_columns_give_per_pair_score_differences(make_csv):
         )
 
 
+@pytest.mark.slow
 def test_validate_cli_shows_masked_labels(make_csv, make_video):
     import json
     import subprocess

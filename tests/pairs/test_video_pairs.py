@@ -8,7 +8,7 @@ import torch
 from vlmrm.core.problems import DataValidationError
 from vlmrm.media.sampling import FrameSampling
 from vlmrm.media.video import resolve_backend
-from vlmrm.pairs.video_pairs import VideoPairDataset, read_video_pair_csv
+from vlmrm.pairs.video_pairs import VideoPairDataset, load_video_pairs
 
 Y = {"A": 1, "B": -1, "same": 0}
 ALL_COMBOS = list(itertools.product(Y, repeat=3))  # 27 rows: every (VQ, MQ, TA) label triple
@@ -32,7 +32,7 @@ def combo_rows():
 @pytest.mark.parametrize("eval_dim", [["VQ", "MQ", "TA"], ["MQ"], ["TA", "VQ"]])
 def test_labels_for_every_combination(make_csv, eval_dim, use_tied_data):
     csv_path = make_csv(combo_rows())
-    table = read_video_pair_csv(csv_path, eval_dim, use_tied_data=use_tied_data)
+    table = load_video_pairs(csv_path, eval_dim, use_tied_data=use_tied_data)
     columns = {"VQ": 0, "MQ": 1, "TA": 2}
     expected = []
     for i, combo in enumerate(ALL_COMBOS):
@@ -51,10 +51,10 @@ def test_paths_resolve_against_data_dir_csv_folder_or_absolute(make_csv, tmp_pat
     csv_path = make_csv(
         [{"path_A": "videos/a.mp4", "path_B": absolute, "prompt": "p", "VQ": "A", "MQ": "B", "TA": "same"}]
     )
-    default = read_video_pair_csv(csv_path, ["VQ"]).pairs[0]
+    default = load_video_pairs(csv_path, ["VQ"]).pairs[0]
     assert default.path_a == csv_path.parent / "videos/a.mp4"
     assert str(default.path_b) == absolute
-    other = read_video_pair_csv(csv_path, ["VQ"], data_dir=tmp_path / "root").pairs[0]
+    other = load_video_pairs(csv_path, ["VQ"], data_dir=tmp_path / "root").pairs[0]
     assert other.path_a == tmp_path / "root" / "videos/a.mp4"
     assert str(other.path_b) == absolute
 
@@ -62,7 +62,7 @@ def test_paths_resolve_against_data_dir_csv_folder_or_absolute(make_csv, tmp_pat
 def test_any_dimension_names(make_csv):
     header = ["path_A", "path_B", "prompt", "Aesthetics", "Physics"]
     rows = [{"path_A": "a.mp4", "path_B": "b.mp4", "prompt": "p", "Aesthetics": "B", "Physics": "same"}]
-    table = read_video_pair_csv(make_csv(rows, header=header), ["Physics", "Aesthetics"])
+    table = load_video_pairs(make_csv(rows, header=header), ["Physics", "Aesthetics"])
     assert table.pairs[0].labels == (0, -1)
     assert table.label_counts() == {
         "Physics": {"A": 0, "B": 0, "same": 1, "missing": 0},
@@ -78,7 +78,7 @@ def test_errors_name_file_line_and_column(make_csv):
     ]
     csv_path = make_csv(rows)
     with pytest.raises(DataValidationError) as err:
-        read_video_pair_csv(csv_path, ["VQ", "MQ", "TA"])
+        load_video_pairs(csv_path, ["VQ", "MQ", "TA"])
     messages = [str(p) for p in err.value.problems]
     assert messages == [
         f"error: {csv_path}:3 [VQ]: unknown label 'better' (valid: A, B, same; empty or 'invalid' = missing)",
@@ -93,9 +93,9 @@ def test_missing_column_and_missing_file(make_csv, tmp_path):
         header=["path_A", "path_B", "prompt", "VQ"],
     )
     with pytest.raises(DataValidationError, match=r"pairs.csv:1 \[MQ\]: missing column"):
-        read_video_pair_csv(csv_path, ["VQ", "MQ"])
+        load_video_pairs(csv_path, ["VQ", "MQ"])
     with pytest.raises(DataValidationError, match="CSV file not found"):
-        read_video_pair_csv(tmp_path / "nope.csv", ["VQ"])
+        load_video_pairs(tmp_path / "nope.csv", ["VQ"])
 
 
 def test_dataset_decodes_both_sides(make_csv, make_video):
@@ -113,7 +113,7 @@ def test_dataset_decodes_both_sides(make_csv, make_video):
             }
         ]
     )
-    table = read_video_pair_csv(csv_path, ["VQ", "MQ", "TA"])
+    table = load_video_pairs(csv_path, ["VQ", "MQ", "TA"])
     dataset = VideoPairDataset(
         table, FrameSampling(min_pixels=56 * 56, max_pixels=56 * 56), resolve_backend("pyav")
     )

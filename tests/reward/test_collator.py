@@ -7,7 +7,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from vlmrm.media.processor import image_factor
 from vlmrm.media.sampling import FrameSampling
 from vlmrm.media.video import resolve_backend
-from vlmrm.pairs.video_pairs import VideoPairDataset, read_video_pair_csv
+from vlmrm.pairs.video_pairs import VideoPairDataset, load_video_pairs
 from vlmrm.reward.collator import PairCollator
 from vlmrm.testing.tiny import tiny_checkpoint
 
@@ -37,7 +37,7 @@ def pair_dataset(make_csv, make_video):
                 "TA": "A",
             },
         ]
-        table = read_video_pair_csv(make_csv(rows), DIMS)
+        table = load_video_pairs(make_csv(rows), DIMS)
         factor = image_factor(processor)
         sampling = FrameSampling(min_pixels=(2 * factor) ** 2, max_pixels=(2 * factor) ** 2)
         return VideoPairDataset(table, sampling, resolve_backend("pyav"), image_factor=factor)

@@ -13,8 +13,8 @@ from vlmrm.vtg import annotations as vtg_data
 from vlmrm.vtg.annotations import (
     TIMESTAMP_SLACK_S,
     VTGDataset,
+    load_vtg_jsonl,
     parse_vtg_jsonl,
-    read_vtg_jsonl,
     vtg_media_problems,
 )
 from vlmrm.vtg.clips import DURATION_TOLERANCE_S
@@ -148,9 +148,9 @@ def test_duplicate_qid_warns_and_missing_or_empty_file_errs(tmp_path):
         f"warning: {path}:2 [qid]: duplicate qid 'q' (first on line 1)"
     ]
     assert len(table.samples) == 2
-    assert len(read_vtg_jsonl(path)) == 2
+    assert len(load_vtg_jsonl(path)) == 2
     with pytest.raises(DataValidationError, match="duplicate qid"):
-        read_vtg_jsonl(path, strict=True)
+        load_vtg_jsonl(path, strict=True)
     missing = parse_vtg_jsonl(tmp_path / "nope.jsonl")
     assert [str(p) for p in missing.problems] == [f"error: {tmp_path / 'nope.jsonl'}: JSONL file not found"]
     empty = write_jsonl(tmp_path / "empty.jsonl", [""])
@@ -237,7 +237,7 @@ def test_each_video_is_probed_once(tmp_path, video_a):
 
 
 def test_dataset_decodes_in_getitem(tmp_path, video_a, monkeypatch):
-    samples = read_vtg_jsonl(
+    samples = load_vtg_jsonl(
         write_jsonl(
             tmp_path / "t.jsonl", [{**GOOD, "qid": "q1", "difficulty": 0.5}, {**GOOD, "duration": 2.5}]
         )
@@ -262,14 +262,14 @@ def test_dataset_decodes_in_getitem(tmp_path, video_a, monkeypatch):
 
 
 def test_dataset_missing_video_fails_only_when_read(tmp_path):
-    samples = read_vtg_jsonl(write_jsonl(tmp_path / "t.jsonl", [GOOD]))
+    samples = load_vtg_jsonl(write_jsonl(tmp_path / "t.jsonl", [GOOD]))
     dataset = VTGDataset(samples, VideoSection(), PYAV)
     with pytest.raises(VideoDecodeError, match="file not found"):
         dataset[0]
 
 
 def test_dataset_in_dataloader_worker_matches_main_process(tmp_path, video_a):
-    samples = read_vtg_jsonl(write_jsonl(tmp_path / "t.jsonl", [GOOD, {**GOOD, "timestamp": [1, 2]}]))
+    samples = load_vtg_jsonl(write_jsonl(tmp_path / "t.jsonl", [GOOD, {**GOOD, "timestamp": [1, 2]}]))
     video = VideoSection(max_frames=4, sampling_strategy="random", resolution=SMALL)
     dataset = VTGDataset(samples, video, PYAV, seed=3)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1)

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from transformers import AutoProcessor
 
 from vlmrm.core.config import ConfigError, Layout, load_config, option
-from vlmrm.grm.sft_data import GRMSFTCollator, GRMSFTDataset, MediaLimits, load_sources, mix_counts
+from vlmrm.grm.sft_data import GRMSFTCollator, GRMSFTDataset, MediaLimits, load_sft_files, mix_counts
 from vlmrm.media.processor import image_factor
 from vlmrm.media.sampling import DEFAULT_VIDEO_FPS
 from vlmrm.modeling.generation import LoraSection, ModelSection, load_base, with_lora
@@ -152,7 +152,7 @@ def run_grm_sft(config: GRMSFTConfig, callbacks=()) -> dict:
     ``run_training`` takes them)."""
     sections, args = config.sections, config.training
     checkpoint = prepare_run(args)
-    sources = load_sources([entry.path for entry in sections.data])  # data errors before a model loads
+    sources = load_sft_files([entry.path for entry in sections.data])  # data errors before a model loads
     weights = [entry.weight for entry in sections.data]
     counts = mix_counts([len(s) for s in sources], weights)
     for entry, examples, count in zip(sections.data, sources, counts):

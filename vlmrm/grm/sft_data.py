@@ -50,7 +50,7 @@ ROLES = {HUMAN: "user", GPT: "assistant"}
 
 
 class SFTDataError(ValueError):
-    """A malformed example; :func:`read_sft_file` collects them with file and index."""
+    """A malformed example; :func:`load_sft_file` collects them with file and index."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _example(record, file: str, index: int, root: Path) -> SFTExample:
     return SFTExample(file, index, tuple(conversation), paths, media, None if fps is None else float(fps))
 
 
-def read_sft_file(path: str | Path) -> list[SFTExample]:
+def load_sft_file(path: str | Path) -> list[SFTExample]:
     """Every example of one converted file; all bad examples are reported at once (file, index)."""
     path = Path(path)
     try:
@@ -324,11 +324,11 @@ class GRMSFTCollator:
         return pad_rows(rows, self.processor.tokenizer.pad_token_id, where)
 
 
-def load_sources(paths: list[str | Path]) -> list[list[SFTExample]]:
+def load_sft_files(paths: list[str | Path]) -> list[list[SFTExample]]:
     """Examples of each file; an empty file is an error (its weight would mean nothing)."""
     sources = []
     for path in paths:
-        examples = read_sft_file(path)
+        examples = load_sft_file(path)
         if not examples:
             raise DataValidationError([Problem(str(path), None, None, "no examples")])
         sources.append(examples)

@@ -170,7 +170,7 @@ def _finish(samples: list[GRMSample], counts: SourceCounts, problems: list[Probl
     return SourceLoad(samples, counts, problems)
 
 
-def load_hpdv3(path: Path, options: SourceOptions) -> SourceLoad:
+def load_hpdv3_source(path: Path, options: SourceOptions) -> SourceLoad:
     file = str(path)
     if not path.is_file():
         raise _fail(file, "JSON file not found", "missing_file")
@@ -249,7 +249,7 @@ def _score(row: pd.Series, column: str, file: str, index: int, problems: list[Pr
     return float(value)
 
 
-def load_rapidata_t2v(path: Path, options: SourceOptions) -> SourceLoad:
+def load_rapidata_t2v_source(path: Path, options: SourceOptions) -> SourceLoad:
     file = str(path)
     if not path.is_file():
         raise _fail(file, "parquet file not found", "missing_file")
@@ -304,7 +304,7 @@ def load_rapidata_t2v(path: Path, options: SourceOptions) -> SourceLoad:
     return _finish(samples, counts, problems)
 
 
-def load_video_pairs(path: Path, options: SourceOptions) -> SourceLoad:
+def load_video_pair_source(path: Path, options: SourceOptions) -> SourceLoad:
     table = parse_video_pair_csv(path, [options.dimension], options.data_root)
     pairs = skip_bad_lines(table.pairs, table.problems, "skip")  # raises for an unreadable file
     counts = SourceCounts(invalid=len({p.line for p in table.problems if p.severity == "error"}))
@@ -326,7 +326,7 @@ def load_video_pairs(path: Path, options: SourceOptions) -> SourceLoad:
     return _finish(samples, counts, problems)
 
 
-def load_image_pairs(path: Path, options: SourceOptions) -> SourceLoad:
+def load_image_pair_source(path: Path, options: SourceOptions) -> SourceLoad:
     file = str(path)
     table = parse_image_pair_jsonl(path, options.data_root)
     problems = list(table.problems)
@@ -357,9 +357,9 @@ def load_image_pairs(path: Path, options: SourceOptions) -> SourceLoad:
 
 
 LOADERS: dict[str, Callable[[Path, SourceOptions], SourceLoad]] = {
-    "hpdv3": load_hpdv3,
-    "rapidata-t2v": load_rapidata_t2v,
-    "video-pairs": load_video_pairs,
-    "image-pairs": load_image_pairs,
+    "hpdv3": load_hpdv3_source,
+    "rapidata-t2v": load_rapidata_t2v_source,
+    "video-pairs": load_video_pair_source,
+    "image-pairs": load_image_pair_source,
 }
 """The one dispatch from a source name to its loader (keys = :data:`SOURCES`)."""

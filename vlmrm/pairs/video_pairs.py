@@ -310,17 +310,6 @@ def load_video_pairs(
     return table
 
 
-def read_video_pair_csv(
-    csv_path: str | Path,
-    eval_dim: list[str],
-    data_dir: str | Path | None = None,
-    use_tied_data: bool = True,
-    restrict_paths: bool = False,
-) -> VideoPairTable:
-    """:func:`parse_video_pair_csv`, raising :class:`DataValidationError` listing every error."""
-    return load_video_pairs(csv_path, eval_dim, data_dir, use_tied_data, "error", None, restrict_paths)
-
-
 def labels_tensor(labels: tuple[int | None, ...]) -> torch.Tensor:
     """(D,) float32 labels, NaN where a dimension's label is missing (the losses mask it)."""
     return torch.tensor([float("nan") if y is None else float(y) for y in labels], dtype=torch.float32)

@@ -41,8 +41,8 @@ __all__ = [
     "VTGSample",
     "VTGTable",
     "load_vtg_clip",
+    "load_vtg_jsonl",
     "parse_vtg_jsonl",
-    "read_vtg_jsonl",
     "vtg_media_problems",
 ]
 
@@ -272,7 +272,7 @@ def vtg_media_problems(table: VTGTable, backend: VideoBackend) -> list[Problem]:
     return problems
 
 
-def read_vtg_jsonl(
+def load_vtg_jsonl(
     path: str | Path, video_dir: str | Path | None = None, strict: bool = False
 ) -> list[VTGSample]:
     """:func:`parse_vtg_jsonl`, raising :class:`DataValidationError` listing every error (and warning

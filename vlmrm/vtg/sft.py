@@ -25,7 +25,7 @@ from vlmrm.modeling.generation import with_lora
 from vlmrm.training.callbacks import EpochSetter
 from vlmrm.training.run import early_stopping, prepare_run, start_training, with_run_metrics
 from vlmrm.training.sft import END_OF_TURN, GenerationSFTTrainer, masked_row, pad_rows
-from vlmrm.vtg.annotations import VTGDataset, read_vtg_jsonl
+from vlmrm.vtg.annotations import VTGDataset, load_vtg_jsonl
 from vlmrm.vtg.duration_sampler import BatchSizeLogCallback, DurationBasedBatchSampler
 from vlmrm.vtg.policy import load_policy, save_run
 from vlmrm.vtg.prompting import frame_images, grounding_answer, grounding_prompt
@@ -74,7 +74,7 @@ def checked_samples(path: str, video_dir: str | None, backend) -> list:
     found = errors(report.problems)
     if found:
         raise DataValidationError(found)
-    return read_vtg_jsonl(path, video_dir)
+    return load_vtg_jsonl(path, video_dir)
 
 
 def vtg_datasets(data, factor: int, seed: int):
