@@ -50,7 +50,7 @@ def test_score_columns_give_per_pair_score_differences(make_csv):
     from vlmrm.pairs.video_pairs import load_video_pairs
 
     table = load_video_pairs(make_csv(rows, header=header), ["VQ", "MQ"], score_columns="MOS_{side}_{dim}")
-    assert [p.score_diffs for p in table.pairs] == [(1.5, None), (3.25, 0.0)]
+    assert [p.score_diffs for p in table.pairs] == [(1.5, None), (-3.25, 0.0)]
     bad = [{**rows[1], "MOS_B_VQ": "n/a"}]
     with pytest.raises(DataValidationError, match=r"\[MOS_B_VQ\]: not a finite score: 'n/a'"):
         load_video_pairs(

@@ -166,7 +166,8 @@ def test_trainer_loss_is_the_masked_margin_formula(tiny_cache, synthetic_pairs, 
     with torch.no_grad():
         loss, out = trainer.compute_loss(trainer.model, batch, return_outputs=True)
     d = (out["rewards_a"] - out["rewards_b"]).double()
-    y, m = batch["labels"].double(), 0.5 * batch["margin"].double()
+    y = batch["labels"].double()
+    m = 0.5 * torch.nan_to_num(y) * batch["margin"].double()  # preferred side's score minus the other's
     keep = ~torch.isnan(y) & (y != 0)
     expected = (-F.logsigmoid(y[keep] * d[keep] - m[keep])).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

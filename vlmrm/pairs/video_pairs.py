@@ -7,7 +7,7 @@ optionally ``fps_A, num_frames_A, fps_B, num_frames_B``. Labels map to y = +1 (A
 missing label: that dimension of the pair is masked (y = NaN in the dataset's tensor: no loss term,
 not in accuracy) and the pair's other dimensions train; a row with no label at all is an error.
 With ``score_columns`` (e.g. ``MOS_{side}_{dim}``, VideoAlign's names) each pair also carries the
-score difference |s_A - s_B| per dimension, for the margin loss's per-pair margin. Line numbers in messages are the file's own
+score difference s_A - s_B per dimension, for the margin loss's per-pair margin. Line numbers in messages are the file's own
 (header = line 1).
 """
 
@@ -58,7 +58,7 @@ class VideoPair:
     labels: tuple[int | None, ...]  # None: missing in that dimension (masked)
     declared_a: DeclaredVideo = DeclaredVideo()
     declared_b: DeclaredVideo = DeclaredVideo()
-    score_diffs: tuple[float | None, ...] | None = None  # |s_A - s_B| per dimension (score_columns)
+    score_diffs: tuple[float | None, ...] | None = None  # s_A - s_B per dimension (score_columns)
 
 
 @dataclass
@@ -123,7 +123,8 @@ def _score_diffs(
     line: int,
     problems: list[Problem],
 ) -> tuple[float | None, ...]:
-    """|s_A - s_B| per dimension; None where the label is missing (the scores are then not read)."""
+    """s_A - s_B per dimension (signed: the margin loss turns it into preferred minus other with the
+    label); None where the label is missing (the scores are then not read)."""
     diffs: list[float | None] = []
     for dim, y in zip(eval_dim, labels):
         if y is None:
@@ -143,7 +144,7 @@ def _score_diffs(
                 )
                 value = 0.0
             scores.append(value)
-        diffs.append(abs(scores[0] - scores[1]))
+        diffs.append(scores[0] - scores[1])
     return tuple(diffs)
 
 
@@ -172,7 +173,7 @@ def parse_video_pair_csv(
     """Parse a video-pair CSV, collecting every problem in ``table.problems`` (never raises).
 
     ``score_columns``: a pattern with ``{side}`` (A, B) and ``{dim}``, e.g. ``MOS_{side}_{dim}``; each
-    labelled dimension then needs two numeric scores, and the pair stores |s_A - s_B| per dimension.
+    labelled dimension then needs two numeric scores, and the pair stores s_A - s_B per dimension.
 
     With ``use_tied_data=False`` a row whose every selected dimension is ``same`` is dropped and
     counted in ``dropped_all_tie_rows`` (docs/reward_math.md, "Labels"): nothing is dropped silently. A row that is
@@ -320,7 +321,7 @@ class VideoPairDataset(Dataset):
 
     Item: ``{"video_A": DecodedVideo, "video_B": DecodedVideo, "prompt": str,
     "labels": float tensor (D,), "pair_id": int}`` where D = len(eval_dim); a missing label is NaN.
-    With score columns also ``"margin_scores": float tensor (D,)`` = |s_A - s_B| (0 where missing).
+    With score columns also ``"margin_scores": float tensor (D,)`` = s_A - s_B (0 where missing).
     """
 
     def __init__(

@@ -11,7 +11,7 @@ first half is one side, the second half the other, so ``torch.chunk(rewards, 2)`
 ``video_grid_thw``          (2B, 3) frames/temporal_patch, height/patch, width/patch per video
 ``labels``                  (B, D) float, y in {+1 A better, -1 B better, 0 tie} per eval_dim,
                             NaN where the pair has no label in that dimension (masked)
-``margin`` (score columns)  (B, D) float, |s_A - s_B| per pair and dimension
+``margin`` (score columns)  (B, D) float, s_A - s_B per pair and dimension
 ``pair_ids``                (B,) long, the CSV data-row of each pair (for error messages)
 ``num_irrelevant``          K, only with irrelevant-query pairs: rows 2B..2B+K-1 are matched
                             (image, text), rows 2B+K..2B+2K-1 the same texts with unrelated images
@@ -137,7 +137,7 @@ class PairCollator:
         pair_ids = torch.tensor([f["pair_id"] for f in features], dtype=torch.long)
         self._check_length(batch["attention_mask"][: len(PAIR_SIDES) * len(features)], pair_ids)
         batch["labels"] = torch.stack([f["labels"] for f in features])
-        if "margin_scores" in features[0]:  # per-pair score differences |s_A - s_B| (score columns)
+        if "margin_scores" in features[0]:  # per-pair score differences s_A - s_B (score columns)
             batch["margin"] = torch.stack([f["margin_scores"] for f in features])
         batch["pair_ids"] = pair_ids
         return batch

@@ -175,7 +175,7 @@ class DataConfig:
     margin_score_columns: str | None = option(
         None,
         "Per-pair margins for loss_type margin: the CSV's score column names as a pattern with {side} "
-        "(A, B) and {dim}, e.g. MOS_{side}_{dim} (VideoAlign's); m = margin_scale * |s_A - s_B| per "
+        "(A, B) and {dim}, e.g. MOS_{side}_{dim} (VideoAlign's); m = margin_scale * y * (s_A - s_B) per "
         "pair and dimension. Unset = the fixed margin.",
     )
     on_bad_sample: Literal["error", "skip"] = option(
@@ -251,7 +251,7 @@ class RewardTrainingArguments(RunArguments, TrainingArguments):
     )
     margin_scale: float = option(
         1.0,
-        "Margin loss with margin_score_columns: per pair and dimension m = margin_scale * |s_A - s_B|.",
+        "Margin loss with margin_score_columns: per pair and dimension m = margin_scale * y * (s_A - s_B) (the preferred side's score minus the other's, as VideoAlign).",
     )
     merger_lr: float | None = option(None, "Learning rate of the merger; unset = learning_rate.")
     vision_lr: float | None = option(None, "Learning rate of the vision tower; unset = learning_rate.")

@@ -62,8 +62,8 @@ class RewardTrainer(ManagedRunMixin, Trainer):
         rewards_a, rewards_b, tie_k, irrelevant = self.pair_rewards(model, inputs)
         labels = inputs["labels"].to(rewards_a.dtype)
         margin = self.args.margin
-        if "margin" in inputs:  # per-pair margin m = margin_scale * |s_A - s_B| from score columns
-            margin = self.args.margin_scale * inputs["margin"].to(rewards_a.dtype)
+        if "margin" in inputs:  # per pair m = margin_scale * y (s_A - s_B): preferred minus other score
+            margin = self.args.margin_scale * torch.nan_to_num(labels) * inputs["margin"].to(rewards_a.dtype)
         result = pair_loss(self.args.loss_type, rewards_a, rewards_b, labels, tie_k=tie_k, margin=margin)
         loss = result.loss
         irrelevant_loss = None
