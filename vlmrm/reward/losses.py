@@ -46,11 +46,19 @@ class PairLoss:
             ``nan`` for a dimension without valid entries (0 would read as a perfect loss).
         num_valid: ``(D,)`` int64 count of valid entries per dimension (weights for averaging
             ``per_dim_loss`` over steps).
+        loss_sum: scalar sum of the valid entries' terms, graph-connected: the numerator a trainer
+            divides by the valid count of a whole optimizer step (every micro-batch and process),
+            so the step's loss does not depend on how its batch is split (docs/reward_math.md,
+            "Averaging over valid entries").
+        per_dim_sum: ``(D,)`` detached sum of each dimension's valid terms (0 without any), for
+            logging sums that add up exactly across micro-batches and processes.
     """
 
     loss: Tensor
     per_dim_loss: Tensor
     num_valid: Tensor
+    loss_sum: Tensor
+    per_dim_sum: Tensor
 
 
 def _check_pair_inputs(rewards_a: Tensor, rewards_b: Tensor, labels: Tensor) -> None:
@@ -82,11 +90,30 @@ def _reduce(per_entry: Tensor, valid: Tensor) -> PairLoss:
     masked = torch.where(valid, per_entry, torch.zeros_like(per_entry))  # (B, D)
     num_valid = valid.sum(dim=0)  # (D,)
     # clamp: with no valid entry the sum is a graph-connected 0, and 0 / 1 keeps it so.
-    loss = masked.sum() / num_valid.sum().clamp(min=1)
+    loss_sum = masked.sum()
+    loss = loss_sum / num_valid.sum().clamp(min=1)
     with torch.no_grad():
         per_dim_sum = masked.sum(dim=0)  # (D,)
         per_dim_loss = torch.where(num_valid > 0, per_dim_sum / num_valid.clamp(min=1), math.nan)
-    return PairLoss(loss=loss, per_dim_loss=per_dim_loss, num_valid=num_valid)
+    return PairLoss(
+        loss=loss, per_dim_loss=per_dim_loss, num_valid=num_valid, loss_sum=loss_sum, per_dim_sum=per_dim_sum
+    )
+
+
+def counts_ties(loss_type: str) -> bool:
+    """Whether a tie (y = 0) is a valid entry of ``loss_type``: only under "btt", where a tie is an
+    outcome with its own probability; "bt" and "margin" have no term for it."""
+    if loss_type not in PAIR_LOSS_TYPES:
+        _reject_pair_loss_type(loss_type)
+    return loss_type == "btt"
+
+
+def valid_entries(loss_type: str, labels: Tensor) -> Tensor:
+    """``(B, D)`` bool mask of the entries that carry a term of ``loss_type``'s loss, from the labels
+    alone (so it can be counted before the forward): labelled (not NaN), and y != 0 unless the loss
+    counts ties (:func:`counts_ties`). The pair losses below mask with exactly this rule."""
+    labelled = ~torch.isnan(labels)
+    return labelled if counts_ties(loss_type) else labelled & (labels != 0)
 
 
 def bt_loss(rewards_a: Tensor, rewards_b: Tensor, labels: Tensor) -> PairLoss:
@@ -223,6 +250,11 @@ def pair_loss(
         return bt_with_ties_loss(rewards_a, rewards_b, labels, tie_k=tie_k)
     if loss_type == "margin":
         return margin_loss(rewards_a, rewards_b, labels, margin=margin)
+    _reject_pair_loss_type(loss_type)
+
+
+def _reject_pair_loss_type(loss_type: str) -> None:
+    """Raise the error for a ``loss_type`` that is no pair loss ("reg" gets its own pointer)."""
     if loss_type == "reg":
         raise ValueError(
             "loss_type 'reg' needs numeric target scores, not pair labels: call "
