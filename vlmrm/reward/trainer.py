@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,12 +20,26 @@ from transformers.trainer_utils import _is_peft_model
 from vlmrm.modeling.families import ModelFamily
 from vlmrm.modeling.loading import load_saved_weights, saved_weight_files
 from vlmrm.modeling.trainable import optimizer_param_groups
-from vlmrm.reward.losses import bt_loss, pair_loss, preference_accuracy, resolved_above
+from vlmrm.reward.losses import bt_loss, pair_loss, preference_accuracy, resolved_above, valid_entries
 from vlmrm.reward.metrics import preference_metrics
 from vlmrm.reward.pair_forward import pair_rewards
 from vlmrm.training.run import ManagedRunMixin
 
 logger = logging.getLogger(__name__)
+
+
+class StepItems(NamedTuple):
+    """The valid entries of one optimizer step, summed over its micro-batches and processes: the
+    divisors that make its loss independent of how the step's batch is split
+    (docs/reward_math.md, "Averaging over valid entries").
+
+    ``pairs``: () int64, the (pair, dimension) entries with a term of the pair loss
+    (:func:`vlmrm.reward.losses.valid_entries`). ``irrelevant``: () int64, the K x D entries of the
+    irrelevant-query loss (every one carries a term).
+    """
+
+    pairs: torch.Tensor
+    irrelevant: torch.Tensor
 
 
 class RewardTrainer(ManagedRunMixin, Trainer):
@@ -58,30 +73,89 @@ class RewardTrainer(ManagedRunMixin, Trainer):
         tie_k = rewards.tie_k if rewards.tie_k is not None else self.args.tie_k
         return rewards.rewards_a, rewards.rewards_b, tie_k, rewards.irrelevant
 
+    # Trainer's training_step must not divide our loss by the accumulation steps: compute_loss
+    # already divides by the valid entries of the whole optimizer step (see ``compute_loss``).
+    loss_is_scaled_for_ga = True
+
+    def batch_items(self, inputs: dict) -> torch.Tensor:
+        """(2,) int64: this micro-batch's valid pair-loss entries and irrelevant-query entries,
+        counted from ``labels`` and ``num_irrelevant`` alone, so before any forward."""
+        labels = inputs["labels"]
+        pairs = valid_entries(self.args.loss_type, labels.float()).sum()
+        irrelevant = int(inputs.get("num_irrelevant", 0)) * labels.shape[1]  # (K, D) entries
+        return torch.stack([pairs.to(torch.int64).cpu(), torch.tensor(irrelevant, dtype=torch.int64)])
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> StepItems | None:
+        """Trainer's hook, called once per optimizer step with all its micro-batches: our
+        :class:`StepItems`, summed over the micro-batches and then over every process (always,
+        whatever ``average_tokens_across_devices`` says: the rule is exact only globally). Trainer's
+        own count (every label != -100) would count ties and missing (NaN) labels."""
+        if not batch_samples or "labels" not in batch_samples[0]:
+            return None
+        counts = torch.stack([self.batch_items(batch) for batch in batch_samples]).sum(dim=0).to(device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        return StepItems(pairs=counts[0], irrelevant=counts[1])
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """Trainer's step; a call outside Trainer's loop (no count given) counts its own batch, so
+        the loss is still normalised (``loss_is_scaled_for_ga``) as a one-micro-batch step."""
+        if num_items_in_batch is None:
+            num_items_in_batch = self._get_num_items_in_batch([inputs], self.args.device)
+        return super().training_step(model, inputs, num_items_in_batch)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The pair loss (plus ``irrelevant_loss_weight`` x the irrelevant-query loss in training).
+
+        With ``num_items_in_batch`` (training: a :class:`StepItems` of the optimizer step) each
+        loss is this micro-batch's sum of terms over the step's global valid count, times the
+        number of processes P:
+
+            loss = P * sum_{(i, d) in V_local} loss_id / max(|V_step|, 1)
+
+        DDP / DeepSpeed average the gradients over the P processes and accumulation adds the
+        micro-batches' gradients, so the step's gradient is that of sum over V_step / |V_step|,
+        the loss of the whole batch on one process; Trainer's logged loss (the per-process sums of
+        the micro-batch losses, averaged over processes) is the same value. Without it
+        (evaluation, a direct call) each loss is this batch's own mean over its valid entries.
+        """
         rewards_a, rewards_b, tie_k, irrelevant = self.pair_rewards(model, inputs)
         labels = inputs["labels"].to(rewards_a.dtype)
         margin = self.args.margin
         if "margin" in inputs:  # per pair m = margin_scale * y (s_A - s_B): preferred minus other score
             margin = self.args.margin_scale * torch.nan_to_num(labels) * inputs["margin"].to(rewards_a.dtype)
         result = pair_loss(self.args.loss_type, rewards_a, rewards_b, labels, tie_k=tie_k, margin=margin)
-        loss = result.loss
-        irrelevant_loss = None
+        irrelevant_result = None
         if irrelevant is not None:
             matched, unrelated = irrelevant
-            irrelevant_loss = bt_loss(matched, unrelated, torch.ones_like(matched)).loss
-            if model.training:  # evaluation reports it apart, so eval_loss stays comparable with it off
-                loss = loss + self.args.irrelevant_loss_weight * irrelevant_loss
-        self._record(rewards_a, rewards_b, labels, result, irrelevant, irrelevant_loss)
+            irrelevant_result = bt_loss(matched, unrelated, torch.ones_like(matched))
+        if num_items_in_batch is None:
+            loss = result.loss
+            irrelevant_loss = irrelevant_result.loss if irrelevant_result is not None else None
+        else:
+            processes = self.accelerator.num_processes
+            loss = result.loss_sum * processes / num_items_in_batch.pairs.clamp(min=1)
+            irrelevant_loss = (
+                irrelevant_result.loss_sum * processes / num_items_in_batch.irrelevant.clamp(min=1)
+                if irrelevant_result is not None
+                else None
+            )
+        if irrelevant_loss is not None and model.training:
+            # evaluation reports it apart, so eval_loss stays comparable with it off
+            loss = loss + self.args.irrelevant_loss_weight * irrelevant_loss
+        self._record(rewards_a, rewards_b, labels, result, irrelevant, irrelevant_result)
         if return_outputs:
             return loss, {"rewards_a": rewards_a, "rewards_b": rewards_b}
         return loss
 
     @torch.no_grad()
-    def _record(self, rewards_a, rewards_b, labels, result, irrelevant=None, irrelevant_loss=None) -> None:
+    def _record(self, rewards_a, rewards_b, labels, result, irrelevant=None, irrelevant_result=None) -> None:
         """Accumulate per-dimension loss sums and accuracy counts until the next ``log``; irrelevant-
         query pairs under ``loss_irrelevant`` / ``accuracy_irrelevant`` (matched above unrelated, at
-        bf16 resolution: :func:`resolved_above`) / ``margin_irrelevant`` (mean matched - unrelated)."""
+        bf16 resolution: :func:`resolved_above`) / ``margin_irrelevant`` (mean matched - unrelated).
+
+        Sums of terms and counts of entries, never means: ``log`` adds them over micro-batches and
+        processes and divides once, so a logged value does not depend on how the batch was split."""
         mode = "train" if self.model.training else "eval"
         accuracy, counts = preference_accuracy(rewards_a, rewards_b, labels)
         sums = self._sums[mode]
@@ -93,15 +167,14 @@ class RewardTrainer(ManagedRunMixin, Trainer):
         if irrelevant is not None:
             matched, unrelated = irrelevant
             count = float(matched.numel())
-            add("loss_irrelevant", irrelevant_loss.detach() * count, count)
+            add("loss_irrelevant", irrelevant_result.loss_sum.detach(), count)
             add("accuracy_irrelevant", resolved_above(matched, unrelated).sum().float(), count)
             add("margin_irrelevant", (matched - unrelated).sum().detach(), count)
         labelled = (~torch.isnan(labels)).sum(dim=0).float()  # (D,) entries with a label
         for d, dim in enumerate(self.eval_dim):
             # per-dimension labelled entries per batch (a masked label counts nowhere): *_labelled
             add(f"labelled_{dim}", labelled[d], 1.0)
-            valid = result.num_valid[d].float()
-            add(f"loss_{dim}", torch.nan_to_num(result.per_dim_loss[d]) * valid, valid)
+            add(f"loss_{dim}", result.per_dim_sum[d], result.num_valid[d].float())
             add(f"accuracy_{dim}", torch.nan_to_num(accuracy[d]) * counts[d], counts[d].float())
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
