@@ -83,7 +83,10 @@ class RewardTrainer(ManagedRunMixin, Trainer):
         labels = inputs["labels"]
         pairs = valid_entries(self.args.loss_type, labels.float()).sum()
         irrelevant = int(inputs.get("num_irrelevant", 0)) * labels.shape[1]  # (K, D) entries
-        return torch.stack([pairs.to(torch.int64).cpu(), torch.tensor(irrelevant, dtype=torch.int64)])
+        # on the labels' device: no host sync per micro-batch
+        return torch.stack(
+            [pairs.to(torch.int64), torch.tensor(irrelevant, dtype=torch.int64, device=labels.device)]
+        )
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> StepItems | None:
         """Trainer's hook, called once per optimizer step with all its micro-batches: our
