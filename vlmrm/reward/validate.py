@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
-from vlmrm.core.problems import ValidationReport, enforce_bad_sample_policy, errors
+from vlmrm.core.problems import (
+    DataValidationError,
+    Problem,
+    ValidationReport,
+    enforce_bad_sample_policy,
+    errors,
+)
 from vlmrm.media.sampling import FrameSampling
 from vlmrm.media.video import resolve_backend
 from vlmrm.pairs.validate import validate_image_pairs, validate_video_pairs
@@ -16,7 +22,8 @@ logger = logging.getLogger(__name__)
 def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport]:
     """Validate ``meta_data`` and ``meta_data_test`` of a run before any model is loaded: every problem
     is logged, then the run stops (``on_bad_sample: error``, or a file-level problem) or the bad
-    lines are left to be skipped and counted (``skip``; see ``summary["bad_lines"]``)."""
+    lines are left to be skipped and counted (``skip``; see ``summary["bad_lines"]``). A file left
+    with no usable pair (empty, header only, every line skipped) stops the run here too."""
     data = run_config.data
     paths = [path for path in (data.meta_data, data.meta_data_test) if path]
     if data.is_image_data():
@@ -36,6 +43,7 @@ def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport
                 backend,
                 data.restrict_paths,
                 data.margin_score_columns,
+                data.validate_decode,
             )
             for path in paths
         ]
@@ -45,6 +53,20 @@ def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport
             (logger.error if stops else logger.warning)("%s", problem)
         logger.info("%s: %s", report.file, json.dumps(report.summary))
     enforce_bad_sample_policy([p for r in reports for p in errors(r.problems, strict)], data.on_bad_sample)
+    empty = [
+        Problem(
+            report.file,
+            None,
+            None,
+            f"no usable pairs ({report.summary.get('pairs', 0)} parsed, {report.summary.get('bad_lines', 0)} "
+            "bad line(s) skipped): nothing to train or evaluate on; the model was not loaded",
+            kind="no_pairs",
+        )
+        for report in reports
+        if report.summary.get("usable_pairs", 0) == 0
+    ]
+    if empty:
+        raise DataValidationError(empty)
     for report in reports:
         if report.summary.get("bad_lines"):
             logger.warning(
