@@ -96,3 +96,39 @@ def test_an_image_failing_in_the_loop_is_named_or_skipped(tmp_path):
     (tmp_path / "c.png").write_bytes(b"")
     with pytest.raises(SampleError, match="every pair failed"):
         skipping[1]
+
+
+def test_sequence_length_is_checked_at_validation_as_the_collator_counts(
+    tmp_path, make_csv, make_video, tiny_cache
+):
+    from transformers import AutoProcessor
+
+    from vlmrm.reward.collator import PairCollator
+    from vlmrm.reward.validate import validate_run_data
+    from vlmrm.testing.tiny import tiny_checkpoint
+
+    checkpoint = tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache)
+    make_video("videos/a.mp4")
+    make_video("videos/b.mp4", num_frames=24)
+    short, long = pair("videos/a.mp4", "videos/b.mp4"), pair("videos/b.mp4", "videos/a.mp4")
+    long["prompt"] = "a very long prompt " * 20
+    csv = make_csv([short, long])
+    values = tiny_run_values(checkpoint, tmp_path, tmp_path / "out", meta_data_test=None, meta_data=str(csv))
+    processor = AutoProcessor.from_pretrained(checkpoint)
+    collator = PairCollator.from_config(processor, parse_config(values=values))
+    dataset = VideoPairDataset(load_video_pairs(csv, DIMS), SMALL, resolve_backend("pyav"), image_factor=28)
+    real = [int(collator.sequence_lengths(collator([dataset[i]]), 1).max()) for i in range(2)]
+    assert real[1] > real[0]
+
+    fits = parse_config(values={**values, "max_length": real[0]})  # the short pair exactly fits
+    with pytest.raises(DataValidationError) as caught:
+        validate_run_data(fits)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line, problem.kind) == (str(csv), 3, "too_long")
+    assert problem.message.startswith(f"{real[1]} tokens")
+
+    skipping = parse_config(values={**values, "max_length": real[0], "on_bad_sample": "skip"})
+    [report] = validate_run_data(skipping)
+    assert report.summary["usable_pairs"] == 1 and report.summary["bad_lines"] == 1
+    with pytest.raises(DataValidationError, match="no usable pairs"):
+        validate_run_data(parse_config(values={**values, "max_length": real[0] - 1, "on_bad_sample": "skip"}))

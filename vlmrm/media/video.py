@@ -29,7 +29,7 @@ import importlib.util
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -379,9 +379,33 @@ def load_video(
     except Exception as err:
         raise VideoDecodeError(path, f"decoding failed with {backend.name}: {err}") from err
     frames = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2)  # (T, 3, H, W)
+    size = _frame_size(path, frames.shape[-2], frames.shape[-1], sampling, image_factor, len(indices))
+    return DecodedVideo(resize_frames(frames, size), indices, info, _sample_fps(indices, info))
+
+
+def _frame_size(path, height: int, width: int, sampling: FrameSampling, factor: int, nframes: int):
     try:
-        size = resized_frame_size(frames.shape[-2], frames.shape[-1], sampling, image_factor, len(indices))
+        return resized_frame_size(height, width, sampling, factor, nframes)
     except ValueError as err:
         raise VideoDecodeError(path, str(err)) from err
-    sample_fps = len(indices) / max(info.total_frames, 1) * info.fps
-    return DecodedVideo(resize_frames(frames, size), indices, info, sample_fps)
+
+
+def _sample_fps(indices: list[int], info: VideoInfo) -> float:
+    """Frames per second of the sampled frames: n / total x fps."""
+    return len(indices) / max(info.total_frames, 1) * info.fps
+
+
+def placeholder_video(
+    path: str | Path, sampling: FrameSampling, backend: VideoBackend, image_factor: int = QWEN2_IMAGE_FACTOR
+) -> DecodedVideo:
+    """What :func:`load_video` returns with uniform sampling, black pixels, nothing decoded: the
+    same frame count, size and metadata, so the processor gives the same tokens (sequence lengths
+    at validation)."""
+    info = probe_video(path, backend)
+    try:
+        indices = sample_frame_indices(info.total_frames, info.fps, replace(sampling, sample_type="uniform"))
+    except ValueError as err:
+        raise VideoDecodeError(path, str(err)) from err
+    height, width = _frame_size(path, info.height, info.width, sampling, image_factor, len(indices))
+    frames = torch.zeros((len(indices), 3, height, width), dtype=torch.uint8)
+    return DecodedVideo(frames, indices, info, _sample_fps(indices, info))

@@ -67,6 +67,19 @@ class PairCollator:
         check_template(self.template_type)
 
     @classmethod
+    def from_config(cls, processor: ProcessorMixin, run_config) -> PairCollator:
+        """The collator of a training run (``RunConfig``): its template, ``max_length`` and sizes."""
+        data = run_config.data
+        return cls(
+            processor,
+            data.eval_dim,
+            data.prompt_template_type,
+            run_config.training.max_length,
+            data.video_position,
+            data.image_size(),
+        )
+
+    @classmethod
     def from_spec(cls, processor: ProcessorMixin, spec) -> PairCollator:
         """The collator a checkpoint was trained with, from its ``RewardSpec`` (inference, evaluation)."""
         return cls(

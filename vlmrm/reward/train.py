@@ -192,15 +192,7 @@ def make_trainer(
 
 def build_trainer(cfg: RunConfig, model, processor, train_dataset=None, eval_dataset=None, callbacks=()):
     """The ``RewardTrainer`` of a run: training, or evaluating a loaded checkpoint with the same metrics."""
-    data = cfg.data
-    collator = PairCollator(
-        processor,
-        data.eval_dim,
-        data.prompt_template_type,
-        cfg.training.max_length,
-        data.video_position,
-        data.image_size(),
-    )
+    collator = PairCollator.from_config(processor, cfg)
     frozen_llm = cfg.model.freeze_llm or cfg.model.lora_enable
     return make_trainer(model, cfg.training, collator, frozen_llm, train_dataset, eval_dataset, callbacks)
 
