@@ -132,3 +132,35 @@ def test_sequence_length_is_checked_at_validation_as_the_collator_counts(
     assert report.summary["usable_pairs"] == 1 and report.summary["bad_lines"] == 1
     with pytest.raises(DataValidationError, match="no usable pairs"):
         validate_run_data(parse_config(values={**values, "max_length": real[0] - 1, "on_bad_sample": "skip"}))
+
+
+def test_training_skips_and_counts_a_pair_that_breaks_after_validation(tiny_cache, synthetic_pairs, tmp_path):
+    import csv as csv_module
+    import shutil
+
+    from transformers import TrainerCallback
+
+    from vlmrm.reward.train import LOOP_SKIPS_METRIC
+    from vlmrm.testing.tiny import tiny_checkpoint
+
+    data = shutil.copytree(synthetic_pairs, tmp_path / "data")
+    with (data / "train.csv").open() as handle:
+        first = next(csv_module.DictReader(handle))
+    broken = data / first["path_A"]
+
+    class BreakAVideo(TrainerCallback):
+        def on_train_begin(self, *args, **kwargs):
+            broken.write_bytes(b"overwritten after validation")
+
+    values = tiny_run_values(
+        tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache),
+        data,
+        tmp_path / "out",
+        meta_data_test=None,
+        max_train_samples=4,
+        max_steps=1,  # one batch of the 4 pairs: the broken one comes up
+        normalization_pairs=0,
+        on_bad_sample="skip",
+    )
+    metrics = run_training(parse_config(values=values), callbacks=[BreakAVideo()])
+    assert metrics[LOOP_SKIPS_METRIC] == 1
