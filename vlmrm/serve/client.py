@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from vlmrm.media.image import open_image
 from vlmrm.serve.payload import REQUEST_FIELD
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -156,7 +157,7 @@ class Client:
             return name, item
         if hasattr(item, "save"):  # a PIL image
             buffer = io.BytesIO()
-            item.convert("RGB").save(buffer, format="PNG")
+            open_image(item).save(buffer, format="PNG")
             return f"{name}.png", buffer.getvalue()
         raise TypeError(f"cannot send a {type(item).__name__}: give a path, bytes, an array or a PIL image")
 

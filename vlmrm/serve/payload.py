@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vlmrm.media.image import ImageLoadError, open_image
 from vlmrm.media.video import VideoBackend, VideoDecodeError, probe_video
 
 REQUEST_FIELD = "request"
@@ -239,8 +240,8 @@ class RequestParser:
     def _encoded(self, request: ParsedRequest, filename: str, data: bytes, where: str):
         if request.media == "image":
             try:
-                return Image.open(io.BytesIO(data)).convert("RGB")
-            except (OSError, ValueError, Image.DecompressionBombError) as err:
+                return open_image(data)
+            except ImageLoadError as err:
                 raise BadRequest(422, f"{where}: not a readable image: {err}") from err
         if request.workdir is None:
             request.workdir = tempfile.TemporaryDirectory(prefix="vlmrm-serve-")
@@ -255,8 +256,7 @@ class RequestParser:
             if media == "video":
                 probe_video(path, self.backend)
             else:
-                with Image.open(path) as image:
-                    image.verify()
-        except (VideoDecodeError, OSError, ValueError, Image.DecompressionBombError) as err:
+                open_image(path)
+        except (VideoDecodeError, ImageLoadError, OSError, ValueError) as err:
             raise BadRequest(422, f"{where}: unreadable {media}: {err}") from err
         return path
