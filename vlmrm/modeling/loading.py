@@ -100,18 +100,19 @@ def build_reward_model(model_cfg, data_cfg, training_args):
     so the saved processor and the model agree on their ids.
     """
     path = model_cfg.model_name_or_path
-    processor = AutoProcessor.from_pretrained(path)
+    revision = {"revision": model_cfg.model_revision} if model_cfg.model_revision else {}
+    processor = AutoProcessor.from_pretrained(path, **revision)
     num_original = len(processor.tokenizer)
     token_ids = add_reward_tokens(processor, data_cfg.eval_dim) if model_cfg.use_special_tokens else []
     spec = build_spec(
         model_cfg, data_cfg, training_args, token_ids if model_cfg.reward_token == "special" else []
     )
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path, **revision)
     attach_spec(config, spec)
     cls = reward_model_class(config.model_type)
     dtype = resolve_dtype(model_cfg.torch_dtype, training_args.bf16, training_args.fp16)
     model = cls.from_pretrained(
-        path, config=config, dtype=dtype, attn_implementation=model_cfg.attn_implementation
+        path, config=config, dtype=dtype, attn_implementation=model_cfg.attn_implementation, **revision
     )
     if token_ids:
         init_reward_token_rows(model, token_ids, num_original)

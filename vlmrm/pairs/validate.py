@@ -166,6 +166,7 @@ def validate_image_pairs(
         "pairs": len(table.pairs),
         "bad_lines": len(bad),
         "schemas": schemas,
+        "margins": sum(pair.margin is not None for pair in table.pairs),
         "labels": labels,
         "problems": count_by_kind(report.problems),
     }
