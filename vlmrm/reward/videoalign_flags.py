@@ -65,6 +65,8 @@ def latest_checkpoint(folder: str | Path, step: int | None = None) -> str:
 
 
 def _load_from_pretrained(value: Any, context: dict) -> dict:
+    if value is None:
+        return {}
     return {"init_from": latest_checkpoint(value, context.get("load_from_pretrained_step"))}
 
 
@@ -238,15 +240,13 @@ such as ``learning_rate`` or ``deepspeed`` are the same class in both and not li
 
 
 def translate_videoalign(mapping: dict, context: dict) -> dict:
-    """``mapping`` with every VideoAlign-only key replaced by the vlmrm keys it means (in place of the
-    key, order kept), or a :class:`ConfigError` naming the key and our equivalent. A vlmrm key set
-    both directly and through a VideoAlign key must agree."""
-    out: dict = {}
-    derived: dict[str, str] = {}
+    """``mapping`` with every VideoAlign-only key replaced by the vlmrm keys it means, or a
+    :class:`ConfigError` naming the key and our equivalent. A vlmrm key set both directly and
+    through a VideoAlign key must agree (a null, as VideoAlign's unset defaults, is not a value)."""
+    out = {key: value for key, value in mapping.items() if key not in VIDEOALIGN_FLAGS}
     for key, value in mapping.items():
         flag = VIDEOALIGN_FLAGS.get(key)
         if flag is None:
-            out[key] = value
             continue
         if flag.keeps is not None and value not in flag.keeps:
             raise ConfigError(f"{key}: {value!r} is not supported: {flag.meaning} (vlmrm: {flag.ours})", key)
@@ -255,14 +255,12 @@ def translate_videoalign(mapping: dict, context: dict) -> dict:
         except ConfigError as err:
             raise ConfigError(f"{key}: {err} (vlmrm: {flag.ours})", key) from None
         for ours, ours_value in produced.items():
-            derived[ours] = key
+            given = mapping.get(ours) if ours != key else None
+            if given is not None and given != ours_value:
+                raise ConfigError(
+                    f"{key}: sets {ours}: {ours_value!r}, but {ours}: {given!r} is given too; keep one", key
+                )
             out[ours] = ours_value
-    for ours, key in derived.items():
-        if ours != key and ours in mapping and mapping[ours] != out[ours]:
-            raise ConfigError(
-                f"{key}: sets {ours}: {out[ours]!r}, but {ours}: {mapping[ours]!r} is given too; keep one",
-                key,
-            )
     return out
 
 
