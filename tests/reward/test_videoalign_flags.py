@@ -113,6 +113,7 @@ REFUSED = {
     "p_color_jitter": 0.2,
     "dataset_num_proc": 8,
     "center_rewards_coefficient": 0.01,
+    "loss_type": "scaled",
 }
 
 
@@ -166,6 +167,7 @@ def test_multi_pts_names_the_nearest_sampling():
         ({"use_special_tokens": True, "reward_token": None}, ("model", "reward_token", "special")),
         ({"use_rslora": True}, ("model", "use_rslora", True)),
         ({"lora_modules_to_save": "['norm']"}, ("model", "lora_modules_to_save", ["norm"])),
+        ({"loss_type": "constant_margin"}, ("training", "margin", 0.57)),
     ],
 )
 def test_accepted_flags_keep_their_meaning(values, expected):

@@ -11,6 +11,7 @@ vlmrm does anyway and are accepted; anything else of a refused key is an error.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from vlmrm.core.config import ConfigError
 VIDEOALIGN_EVAL_SPLIT = 0.02
 """VideoAlign's held-out fraction when ``conduct_eval`` is on and no test CSV is given
 (``train_test_split(test_size=0.02)``)."""
+VIDEOALIGN_CONSTANT_MARGIN = 0.57
+"""The margin of VideoAlign's ``loss_type: constant_margin``: -log sigmoid(r_chosen - r_rejected - 0.57)."""
 CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)$")
 
 
@@ -72,7 +75,7 @@ def _load_from_pretrained(value: Any, context: dict) -> dict:
 
 def _load_from_pretrained_step(value: Any, context: dict) -> dict:
     if value is not None and context.get("load_from_pretrained") is None:
-        raise ConfigError("needs load_from_pretrained (the folder holding checkpoint-<step>)")
+        raise ConfigError("needs load_from_pretrained (the folder holding checkpoint-N)")
     return {}
 
 
@@ -106,6 +109,16 @@ def _use_special_tokens(value: Any, context: dict) -> dict:
     return {"use_special_tokens": True}
 
 
+def _loss_type(value: Any, context: dict) -> dict:
+    if value != "constant_margin":
+        return {"loss_type": value}
+    if context.get("margin") not in (None, VIDEOALIGN_CONSTANT_MARGIN):
+        raise ConfigError(
+            f"constant_margin is margin {VIDEOALIGN_CONSTANT_MARGIN}, but margin: {context['margin']} is given"
+        )
+    return {"loss_type": "margin", "margin": VIDEOALIGN_CONSTANT_MARGIN}
+
+
 VIDEOALIGN_FLAGS: dict[str, Flag] = {
     "disable_flash_attn2": Flag(
         "attn_implementation",
@@ -114,12 +127,12 @@ VIDEOALIGN_FLAGS: dict[str, Flag] = {
     ),
     "load_from_pretrained": Flag(
         "init_from",
-        "start from a trained reward model: its checkpoint-<load_from_pretrained_step> (the latest when "
-        "unset); a VideoAlign checkpoint is converted first (docs/videoalign_checkpoints.md)",
+        "start from a trained reward model: its checkpoint-N folder, N = load_from_pretrained_step (the "
+        'latest when unset); a VideoAlign checkpoint is converted first (docs/migration.md, "VideoAlign checkpoints")',
         _load_from_pretrained,
     ),
     "load_from_pretrained_step": Flag(
-        "init_from", "the checkpoint-<step> folder of load_from_pretrained", _load_from_pretrained_step
+        "init_from", "the N of the checkpoint-N folder of load_from_pretrained", _load_from_pretrained_step
     ),
     "conduct_eval": Flag(
         "meta_data_test / eval_split_ratio",
@@ -134,11 +147,18 @@ VIDEOALIGN_FLAGS: dict[str, Flag] = {
         _use_special_tokens,
     ),
     "sample_type": Flag(
-        "sample_type: uniform | random",
+        "sample_type: uniform or random",
         "uniform is the same; multi_pts (4 windows of 6 frames from an 8 fps resampling) is not "
         "implemented: the nearest is sample_type: uniform with num_frames: 24",
         _rename("sample_type"),
         keeps=("uniform", "random"),
+    ),
+    "loss_type": Flag(
+        "loss_type: bt, btt, margin or reg",
+        "the same four losses; constant_margin is loss_type: margin with margin: 0.57; scaled "
+        "(-m log sigmoid(d)) is not implemented",
+        _loss_type,
+        keeps=("bt", "btt", "margin", "reg", "constant_margin"),
     ),
     "lora_target_modules": Flag(
         "lora_namespan_exclude, num_lora_modules",
@@ -203,7 +223,6 @@ SAME_KEYS = (
     "attn_implementation",
     "output_dim",
     "reward_token",
-    "loss_type",
     "freeze_vision_tower",
     "freeze_llm",
     "tune_merger",
@@ -268,6 +287,6 @@ def flag_table_markdown() -> str:
     """The migration table of docs/migration.md, generated from :data:`VIDEOALIGN_FLAGS`."""
     rows = ["| VideoAlign key | vlmrm | accepted values | meaning |", "|---|---|---|---|"]
     for key, flag in VIDEOALIGN_FLAGS.items():
-        keeps = "any" if flag.keeps is None else ", ".join(f"`{v}`" for v in flag.keeps)
+        keeps = "any" if flag.keeps is None else ", ".join(f"`{json.dumps(v)}`" for v in flag.keeps)
         rows.append(f"| `{key}` | {flag.ours} | {keeps} | {flag.meaning} |")
     return "\n".join(rows)
