@@ -113,7 +113,6 @@ REFUSED = {
     "p_color_jitter": 0.2,
     "dataset_num_proc": 8,
     "center_rewards_coefficient": 0.01,
-    "loss_type": "scaled",
 }
 
 
@@ -183,6 +182,12 @@ def test_ambiguous_and_conflicting_flags_are_refused():
         parse_config(
             values={**TRAIN_SH, **ON_CPU, "disable_flash_attn2": True, "attn_implementation": "eager"}
         )
+    with pytest.raises(
+        ConfigError, match=r"loss_type: 'scaled' .* is not implemented \(vlmrm: loss_type: bt"
+    ):
+        parse_config(values={**TRAIN_SH, **ON_CPU, "loss_type": "scaled"})
+    with pytest.raises(ConfigError, match="invalid choice: 'hinge'"):
+        parse_config(values={**TRAIN_SH, **ON_CPU, "loss_type": "hinge"})
     with pytest.raises(ConfigError, match="load_from_pretrained_step: needs load_from_pretrained"):
         parse_config(values={**TRAIN_SH, **ON_CPU, "load_from_pretrained_step": 100})
     with pytest.raises(ConfigError, match="command line.*conduct_eval: false with meta_data_test"):

@@ -110,6 +110,9 @@ def _use_special_tokens(value: Any, context: dict) -> dict:
 
 
 def _loss_type(value: Any, context: dict) -> dict:
+    """VideoAlign's two extra losses; any other value is ours to check (its choices are listed)."""
+    if value == "scaled":
+        raise ConfigError("'scaled' (-m log sigmoid(r_chosen - r_rejected)) is not implemented")
     if value != "constant_margin":
         return {"loss_type": value}
     if context.get("margin") not in (None, VIDEOALIGN_CONSTANT_MARGIN):
@@ -158,7 +161,6 @@ VIDEOALIGN_FLAGS: dict[str, Flag] = {
         "the same four losses; constant_margin is loss_type: margin with margin: 0.57; scaled "
         "(-m log sigmoid(d)) is not implemented",
         _loss_type,
-        keeps=("bt", "btt", "margin", "reg", "constant_margin"),
     ),
     "lora_target_modules": Flag(
         "lora_namespan_exclude, num_lora_modules",
