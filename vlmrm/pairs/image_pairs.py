@@ -1,4 +1,5 @@
-"""JSONL image-pair preference data: three schemas, one pair type, every bad line named.
+"""JSONL image-pair preference data: three schemas (plus TRL's and LLaMA-Factory's), one pair type,
+every bad line named.
 
 One JSON object per line; the schema is detected per line (or forced with ``data_format``):
 
@@ -12,6 +13,10 @@ One JSON object per line; the schema is detected per line (or forced with ``data
 ``image_preference`` (text-to-image)
     ``{"prompt", "image_A" and "image_B" | "images": [a, b], "label": "A" | "B" | "same"}`` — one
     prompt, two images, scored like a video pair (no response text).
+
+TRL and LLaMA-Factory records (``data_format: trl | llamafactory_sharegpt | llamafactory_alpaca``,
+or detected first) become ``chosen_rejected`` records (:mod:`vlmrm.pairs.external_formats`), which
+also covers a ``.json`` file holding one JSON array; TRL's ``margin`` column is kept per pair.
 
 An image ``ref`` is a path (relative to ``image_dir``, else to the JSONL's folder) or inline base64
 (``data:image/...;base64,...``). Labels follow docs/reward_math.md, "Labels": one preference per pair, read
