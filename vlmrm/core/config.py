@@ -44,6 +44,10 @@ names the dotted key and, for an unknown key, the closest valid one::
     cfg.yaml: unknown key 'learnin_rate'; did you mean 'learning_rate'?
     cfg.yaml: unknown key 'lora.rnak' (valid keys in lora: enabled, r, lora_alpha, ...)
     command line: training: unknown key 'training.learnin_rate'; did you mean 'learning_rate'?
+
+Every unknown key of a mapping is listed in one error, each with its suggestion::
+
+    cfg.yaml: 2 unknown keys: 'learnin_rate' (did you mean 'learning_rate'?), 'fpss' (did you mean 'fps'?)
 """
 
 from __future__ import annotations
@@ -200,14 +204,14 @@ def build_section(cls: type, values: Any, prefix: str = "") -> Any:
         raise ConfigError(f"{where}: expected a mapping of key: value, got {type(values).__name__}", prefix)
     hints = get_type_hints(cls)
     names = [f.name for f in fields(cls)]
+    unknown = [key for key in values if key not in names]
+    if unknown:
+        dotted = [f"{prefix}.{key}" if prefix else str(key) for key in unknown]
+        found = unknown_keys([(str(key), d) for key, d in zip(unknown, dotted)], names)
+        raise ConfigError(f"{found} (valid keys in {where}: {', '.join(names)})", dotted[0])
     kwargs = {}
     for key, value in values.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=SUGGESTION_CUTOFF)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            message = f"unknown key '{dotted}'{hint} (valid keys in {where}: {', '.join(names)})"
-            raise ConfigError(message, dotted)
         kwargs[key] = _coerce(value, hints[key], dotted)
     try:
         return cls(**kwargs)
@@ -218,25 +222,34 @@ def build_section(cls: type, values: Any, prefix: str = "") -> Any:
 # ---- flat classes through HfArgumentParser ---------------------------------------------------
 
 
-def _unknown(key: str, known: list[str], dotted: str, section: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=SUGGESTION_CUTOFF)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return ConfigError(f"{section + ': ' if section else ''}unknown key '{dotted}'{hint}", dotted)
+def unknown_keys(keys: list[tuple[str, str]], known: list[str]) -> str:
+    """One message for every unknown key (``(key, dotted)`` pairs), each with its closest known key:
+    a user fixes a config once, not once per typo. One key reads "unknown key 'x'; did you mean 'y'?",
+    several "3 unknown keys: 'x' (did you mean 'y'?), 'z', ..."."""
+    named = []
+    for key, dotted in keys:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=SUGGESTION_CUTOFF)
+        named.append((dotted, close[0] if close else None))
+    if len(named) == 1:
+        ((dotted, close),) = named
+        return f"unknown key '{dotted}'" + (f"; did you mean '{close}'?" if close else "")
+    listed = ", ".join(f"'{d}'" + (f" (did you mean '{c}'?)" if c else "") for d, c in named)
+    return f"{len(named)} unknown keys: {listed}"
 
 
 def canonical_keys(classes: tuple[type, ...], values: dict, section: str = "") -> dict:
     """``values`` with every key checked and aliases replaced by the field name they set."""
     table = fields_by_key(classes)
     ratios = {k: v for k, v in RATIO_KEYS.items() if v in table and k not in table}
+    unknown = [(str(key), f"{section}.{key}" if section else str(key)) for key in values]
+    unknown = [(key, dotted) for key, dotted in unknown if key not in ratios and key not in table]
+    if unknown:
+        message = unknown_keys(unknown, [*table, *ratios])
+        raise ConfigError(f"{section + ': ' if section else ''}{message}", unknown[0][1])
     out: dict[str, Any] = {}
     for key, value in values.items():
         dotted = f"{section}.{key}" if section else str(key)
-        if key in ratios:
-            name = key
-        elif key in table:
-            name = table[key].name
-        else:
-            raise _unknown(str(key), [*table, *ratios], dotted, section)
+        name = key if key in ratios else table[key].name
         if name in out:
             raise ConfigError(f"'{dotted}': '{name}' is given twice (under two of its names)", dotted)
         out[name] = value
@@ -324,6 +337,11 @@ class Layout:
     classes: tuple[type, ...]
     flat: bool = False
     training: Callable[[Any], tuple[type, dict]] | None = None
+    translate: Callable[[dict, dict], dict] | None = None
+    """Keys of another framework (the reward task: VideoAlign's ``train.sh`` flags) rewritten into
+    this layout's keys or refused with a :class:`ConfigError`, before anything is built: called as
+    ``translate(mapping, context)`` on the file's mapping (context: itself) and on the command-line
+    values (context: the file's mapping)."""
 
 
 def load_config(
@@ -347,12 +365,24 @@ def load_config(
         raise ConfigError(f"{COMMAND_LINE}: {err}") from None
     origins: dict[str, str] = {}  # dotted key prefix -> the file it came from (includes, command line)
     try:
+        if layout.translate is not None:
+            raw = layout.translate(raw, raw)
+            pairs = _translate_pairs(layout.translate, pairs, raw, origins)
         resolve_paths(layout, raw, path.parent if path is not None else None, origins)
         if layout.flat:
             return _load_flat(layout.classes, raw, pairs, origins)
         return _load_nested(layout, raw, pairs, origins)
     except ConfigError as err:
         raise ConfigError(f"{origin_of(err.key, origins, origin)}: {err}", err.key) from None
+
+
+def _translate_pairs(translate: Callable, pairs: list, context: dict, origins: dict) -> list:
+    """Command-line pairs through the layout's ``translate``; its refusals are the command line's."""
+    try:
+        return list(translate(dict(pairs), context).items()) if pairs else pairs
+    except ConfigError as err:
+        origins[err.key or ""] = COMMAND_LINE
+        raise
 
 
 def _apply_flat(

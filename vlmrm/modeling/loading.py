@@ -93,11 +93,16 @@ def build_spec(model_cfg, data_cfg, training_args, reward_token_ids: list[int]) 
     )
 
 
+def revision_kwargs(model_cfg) -> dict[str, str]:
+    """``from_pretrained``'s ``revision`` when ``model_revision`` pins one (a Hub branch, tag or commit)."""
+    return {"revision": model_cfg.model_revision} if model_cfg.model_revision else {}
+
+
 def build_processor(model_cfg, data_cfg) -> tuple[ProcessorMixin, int, list[int]]:
     """The processor of a new run, (processor, tokenizer size before the reward tokens, their ids):
     with ``use_special_tokens`` the reward tokens are added, so lengths counted with it (validation)
     are the model's."""
-    processor = AutoProcessor.from_pretrained(model_cfg.model_name_or_path)
+    processor = AutoProcessor.from_pretrained(model_cfg.model_name_or_path, **revision_kwargs(model_cfg))
     num_original = len(processor.tokenizer)
     token_ids = add_reward_tokens(processor, data_cfg.eval_dim) if model_cfg.use_special_tokens else []
     return processor, num_original, token_ids
@@ -110,16 +115,17 @@ def build_reward_model(model_cfg, data_cfg, training_args):
     so the saved processor and the model agree on their ids.
     """
     path = model_cfg.model_name_or_path
+    revision = revision_kwargs(model_cfg)
     processor, num_original, token_ids = build_processor(model_cfg, data_cfg)
     spec = build_spec(
         model_cfg, data_cfg, training_args, token_ids if model_cfg.reward_token == "special" else []
     )
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path, **revision)
     attach_spec(config, spec)
     cls = reward_model_class(config.model_type)
     dtype = resolve_dtype(model_cfg.torch_dtype, training_args.bf16, training_args.fp16)
     model = cls.from_pretrained(
-        path, config=config, dtype=dtype, attn_implementation=model_cfg.attn_implementation
+        path, config=config, dtype=dtype, attn_implementation=model_cfg.attn_implementation, **revision
     )
     if token_ids:
         init_reward_token_rows(model, token_ids, num_original)

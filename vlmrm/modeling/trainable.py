@@ -102,7 +102,7 @@ def configure_trainable(model, model_cfg, family: ModelFamily, reward_token_ids:
     if model_cfg.lora_enable:
         from peft import LoraConfig, get_peft_model
 
-        modules_to_save = ["rm_head"]
+        modules_to_save = ["rm_head", *(model_cfg.lora_modules_to_save or [])]
         if trainable["vision"] and not model_cfg.vision_lora:
             modules_to_save.append("visual")
         elif trainable["merger"]:
@@ -111,6 +111,7 @@ def configure_trainable(model, model_cfg, family: ModelFamily, reward_token_ids:
             r=model_cfg.lora_r,
             lora_alpha=model_cfg.lora_alpha,
             lora_dropout=model_cfg.lora_dropout,
+            use_rslora=model_cfg.use_rslora,
             target_modules=lora_target_modules(model, model_cfg, family),
             modules_to_save=modules_to_save,
             trainable_token_indices={"embed_tokens": list(reward_token_ids)} if reward_token_ids else None,

@@ -1,4 +1,5 @@
-"""JSONL image-pair preference data: three schemas, one pair type, every bad line named.
+"""JSONL image-pair preference data: three schemas (plus TRL's and LLaMA-Factory's), one pair type,
+every bad line named.
 
 One JSON object per line; the schema is detected per line (or forced with ``data_format``):
 
@@ -13,6 +14,10 @@ One JSON object per line; the schema is detected per line (or forced with ``data
     ``{"prompt", "image_A" and "image_B" | "images": [a, b], "label": "A" | "B" | "same"}`` — one
     prompt, two images, scored like a video pair (no response text).
 
+TRL and LLaMA-Factory records (``data_format: trl | llamafactory_sharegpt | llamafactory_alpaca``,
+or detected first) become ``chosen_rejected`` records (:mod:`vlmrm.pairs.external_formats`), which
+also covers a ``.json`` file holding one JSON array; TRL's ``margin`` column is kept per pair.
+
 An image ``ref`` is a path (relative to ``image_dir``, else to the JSONL's folder) or inline base64
 (``data:image/...;base64,...``; only that prefix marks base64, as in qwen-vl-utils, so a long file
 name is never mistaken for image data). Images open as :func:`vlmrm.media.image.open_image` does.
@@ -24,16 +29,25 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vlmrm.core.problems import Problem, encoding_message, path_escape, skip_bad_lines
+from vlmrm.core.problems import Problem, path_escape, skip_bad_lines
 from vlmrm.media.image import ImageLoadError, open_image, processor_size_problem
+from vlmrm.pairs.external_formats import (
+    EXTERNAL_FORMATS,
+    Columns,
+    RecordProblems,
+    convert_record,
+    dataset_info_entry,
+    detect_external,
+    read_margin,
+    read_records,
+)
 from vlmrm.pairs.labels import LABEL_VALUES
 from vlmrm.pairs.samples import BadSampleGuard, load_column
 
@@ -42,8 +56,10 @@ RESPONSE_FIELDS = {
     "chosen_rejected": ("chosen", "rejected"),
     "ranking": ("response[0]", "response[1]"),
     "image_preference": (),
+    **{external: ("chosen", "rejected") for external in EXTERNAL_FORMATS},
 }
-"""The JSON field of side A's and side B's response text in each schema (messages name it)."""
+"""The JSON field of side A's and side B's response text in each schema (messages name it); TRL and
+LLaMA-Factory records become ``chosen_rejected`` pairs keeping their format as the schema."""
 DATA_URL_PREFIX = "data:image"
 """qwen-vl-utils' marker of inline base64 images; any other string is a path."""
 
@@ -79,6 +95,8 @@ class ImagePair:
     side_b: ImageSide
     label: int
     sample_id: str | None = None
+    margin: float | None = None
+    """Per-pair margin of the margin loss (TRL's ``margin`` column), None: the fixed ``margin``."""
 
 
 @dataclass
@@ -97,11 +115,6 @@ def detect_schema(record: dict) -> str | None:
     if "label" in record or "image_A" in record or "image_B" in record:
         return "image_preference"
     return None
-
-
-class _LineProblems(Exception):
-    def __init__(self, problems: list[tuple[str | None, str, str]]):
-        self.problems = problems
 
 
 def _text(record: dict, names: tuple[str, ...], problems: list) -> str:
@@ -177,10 +190,19 @@ def _parse_record(record: dict, schema: str, root: Path, line: int, restrict: bo
         prompt = _text(record, ("prompt", "query"), problems)
         chosen, rejected = _text(record, ("chosen",), problems), _text(record, ("rejected",), problems)
         images = _image_list(record, "images", root, problems, restrict=restrict)
+        margin: dict = {}
+        read_margin(record, margin, problems)
         if problems:
-            raise _LineProblems(problems)
+            raise RecordProblems(problems)
         return ImagePair(
-            line, schema, prompt, ImageSide(images, chosen), ImageSide(images, rejected), 1, sample_id
+            line,
+            schema,
+            prompt,
+            ImageSide(images, chosen),
+            ImageSide(images, rejected),
+            1,
+            sample_id,
+            margin.get("margin"),
         )
     if schema == "ranking":
         prompt = _text(record, ("query", "prompt"), problems)
@@ -203,7 +225,7 @@ def _parse_record(record: dict, schema: str, root: Path, line: int, restrict: bo
             except ValueError as err:
                 problems.append(("human_ranking", str(err), "bad_ranking"))
         if problems:
-            raise _LineProblems(problems)
+            raise RecordProblems(problems)
         images = (image,)
         return ImagePair(
             line,
@@ -231,7 +253,7 @@ def _parse_record(record: dict, schema: str, root: Path, line: int, restrict: bo
             ("label", f"must be one of {', '.join(LABEL_VALUES)}, got {label_text!r}", "bad_label")
         )
     if problems:
-        raise _LineProblems(problems)
+        raise RecordProblems(problems)
     return ImagePair(
         line, schema, prompt, ImageSide(image_a), ImageSide(image_b), LABEL_VALUES[label_text], sample_id
     )
@@ -243,7 +265,9 @@ def parse_image_pair_jsonl(
     data_format: str = "auto",
     restrict_paths: bool = False,
 ) -> ImagePairTable:
-    """Parse every line; collect each problem with file:line and field (never raises).
+    """Parse every record (JSON Lines or a JSON array, vlmrm's schemas or TRL / LLaMA-Factory
+    records, :mod:`vlmrm.pairs.external_formats`); collect each problem with file:line and field
+    (never raises).
 
     ``restrict_paths``: an image path resolving outside ``image_dir`` (else the file's folder) is a
     problem of its line, and the file is never opened."""
@@ -254,58 +278,64 @@ def parse_image_pair_jsonl(
         return ImagePairTable(
             path, [], 0, [Problem(file, None, None, "JSONL file not found", kind="missing_file")]
         )
-    pairs, problems, total = [], [], 0
-    with path.open("rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            total += 1
-            try:
-                text = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                problems.append(Problem(file, line_number, None, encoding_message(err), kind="bad_encoding"))
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                problems.append(
-                    Problem(
-                        file,
-                        line_number,
-                        None,
-                        f"invalid JSON: {err.msg} (column {err.colno})",
-                        kind="bad_json",
-                    )
-                )
-                continue
-            except RecursionError:
-                problems.append(Problem(file, line_number, None, "JSON nested too deeply", kind="bad_json"))
-                continue
-            if not isinstance(record, dict):
-                problems.append(
-                    Problem(file, line_number, None, "a line must be a JSON object", kind="bad_json")
-                )
-                continue
-            schema = detect_schema(record) if data_format == "auto" else data_format
-            if schema not in SCHEMAS:
-                problems.append(
-                    Problem(
-                        file,
-                        line_number,
-                        None,
-                        f"unknown record layout (keys {sorted(record)}); expected one of {', '.join(SCHEMAS)}",
-                        kind="unknown_schema",
-                    )
-                )
-                continue
-            try:
-                pairs.append(_parse_record(record, schema, root, line_number, restrict_paths))
-            except _LineProblems as err:
-                problems += [
-                    Problem(file, line_number, name, message, kind=kind)
-                    for name, message, kind in err.problems
-                ]
+    entry, problems = dataset_info_entry(path)
+    columns = Columns.from_entry(entry)
+    records = read_records(path)
+    problems += records.problems
+    pairs = []
+    for record in records.records:
+        where = "" if record.index is None else f" (record {record.index})"
+        try:
+            pairs.append(_parse_any(record.value, data_format, columns, root, record.line, restrict_paths))
+        except RecordProblems as err:
+            problems += [
+                Problem(file, record.line, name, message + where, kind=kind)
+                for name, message, kind in err.problems
+            ]
+    problems += _margin_consistency(file, pairs)
+    total = len(records.records) + len({p.line for p in records.problems if p.line is not None})
     return ImagePairTable(path, pairs, total, problems)
+
+
+def _parse_any(
+    record, data_format: str, columns: Columns, root: Path, line: int, restrict: bool
+) -> ImagePair:
+    """One record in any readable layout (``data_format`` forced, or detected)."""
+    if not isinstance(record, dict):
+        raise RecordProblems([(None, "a line must be a JSON object", "bad_json")])
+    if data_format == "auto":
+        external = detect_external(record, columns)
+    else:
+        external = data_format if data_format in EXTERNAL_FORMATS else None
+    if external is not None:
+        pair = _parse_record(
+            convert_record(record, external, columns), "chosen_rejected", root, line, restrict
+        )
+        return replace(pair, schema=external)
+    schema = detect_schema(record) if data_format == "auto" else data_format
+    if schema not in SCHEMAS:
+        expected = ", ".join((*SCHEMAS, *EXTERNAL_FORMATS))
+        raise RecordProblems(
+            [
+                (
+                    None,
+                    f"unknown record layout (keys {sorted(record)}); expected one of {expected}",
+                    "unknown_schema",
+                )
+            ]
+        )
+    return _parse_record(record, schema, root, line, restrict)
+
+
+def _margin_consistency(file: str, pairs: list[ImagePair]) -> list[Problem]:
+    """A margin column must be on every record: a pair without one would silently train with the
+    fixed margin beside pairs with their own."""
+    with_margin = [p for p in pairs if p.margin is not None]
+    if not with_margin or len(with_margin) == len(pairs):
+        return []
+    first = with_margin[0].line
+    message = f"no margin, but line {first} has one: give a margin on every record or on none"
+    return [Problem(file, p.line, "margin", message, kind="missing_field") for p in pairs if p.margin is None]
 
 
 def image_pair_problems(table: ImagePairTable) -> list[Problem]:
@@ -469,6 +499,8 @@ class ImagePairDataset(torch.utils.data.Dataset):
             "pair_id": pair.line,
             "source": str(self.table.source),
         }
+        if pair.margin is not None:  # read by the collator as the batch's per-pair "margin"
+            item["margin_scores"] = torch.tensor([pair.margin], dtype=torch.float32)
         if self.irrelevant_pairs:
             item["irrelevant"] = self._irrelevant(index)
         return item

@@ -193,6 +193,7 @@ def validate_image_pairs(
         "bad_lines": len(bad),
         "usable_pairs": usable_pairs(table.pairs, report.problems),
         "schemas": schemas,
+        "margins": sum(pair.margin is not None for pair in table.pairs),
         "labels": labels,
         "problems": count_by_kind(report.problems),
     }

@@ -27,6 +27,7 @@ from vlmrm.media.sampling import (
     FPS_MIN_FRAMES,
 )
 from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES
+from vlmrm.reward.videoalign_flags import translate_videoalign
 from vlmrm.training.run import RunArguments
 
 
@@ -39,6 +40,9 @@ class ModelConfig:
         "The job this YAML runs (vlmrm.cli.tasks); vtg_sft / vtg_grpo / grm_sft YAMLs have their own layout.",
     )
     model_name_or_path: str | None = option(None, "Local path or hub id of the Qwen-VL backbone.", path=True)
+    model_revision: str | None = option(
+        None, "Hub revision (branch, tag or commit) of model_name_or_path; unset = the hub's default."
+    )
     torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = option(
         "auto", "dtype the backbone is loaded in; 'auto' follows bf16/fp16 of the training arguments."
     )
@@ -70,6 +74,14 @@ class ModelConfig:
         ["lm_head", "rm_head", "embed_tokens"], "Module name fragments never wrapped with LoRA."
     )
     num_lora_modules: int = option(-1, "LoRA on the last N matching modules; -1 = all.")
+    use_rslora: bool = option(
+        False, "Rank-stabilised LoRA (PEFT's use_rslora): adapters scaled by lora_alpha / sqrt(r), not / r."
+    )
+    lora_modules_to_save: list[str] | None = option(
+        None,
+        "With lora_enable: more modules trained in full and saved with the adapters (PEFT's "
+        "modules_to_save), besides the reward head and the vision parts vlmrm adds itself.",
+    )
     init_from: str | None = option(
         None,
         "Start from an existing vlmrm reward checkpoint (its weights, head and reward tokens).",
@@ -78,6 +90,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.lora_namespan_exclude = as_str_list(self.lora_namespan_exclude, "lora_namespan_exclude")
+        if self.lora_modules_to_save is not None:
+            self.lora_modules_to_save = as_str_list(self.lora_modules_to_save, "lora_modules_to_save")
 
 
 @dataclass
@@ -88,6 +102,12 @@ class DataConfig:
         None, "Training data: CSV video pairs or JSONL image pairs.", aliases=["dataset_path"], path=True
     )
     meta_data_test: str | None = option(None, "Held-out CSV in the same format.", path=True)
+    eval_split_ratio: float | None = option(
+        None,
+        "No meta_data_test: hold out ceil(ratio x pairs) training pairs (at least 1), drawn with the run's "
+        "seed, for evaluation (VideoAlign's conduct_eval split is 0.02); the counts are logged and written "
+        "to eval_results.json.",
+    )
     data_dir: str | None = option(
         None,
         "Folder the CSV's relative video paths are resolved against; unset = the CSV's folder.",
@@ -157,10 +177,19 @@ class DataConfig:
     frame_cache_max_gb: float = option(
         50.0, "Frame cache size limit in GiB; least-recently-used entries are deleted beyond it."
     )
-    data_format: Literal["auto", "video_pairs", "chosen_rejected", "ranking", "image_preference"] = option(
+    data_format: Literal[
         "auto",
-        "auto: .csv = video pairs, .jsonl = image pairs with the schema detected per line; or force a "
-        "JSONL schema (vlmrm.pairs.image_pairs).",
+        "video_pairs",
+        "chosen_rejected",
+        "ranking",
+        "image_preference",
+        "trl",
+        "llamafactory_sharegpt",
+        "llamafactory_alpaca",
+    ] = option(
+        "auto",
+        "auto: .csv = video pairs, .jsonl / .json = image pairs with the schema detected per record "
+        "(vlmrm's, TRL's or LLaMA-Factory's, vlmrm.pairs.external_formats); or force one.",
     )
     image_dir: str | None = option(
         None, "Folder relative image paths of JSONL data resolve against (default: its folder).", path=True
@@ -218,6 +247,10 @@ class DataConfig:
             raise ConfigError("eval_dim: list at least one label column")
         if len(set(self.eval_dim)) != len(self.eval_dim):
             raise ConfigError(f"eval_dim: repeated dimension in {self.eval_dim}")
+        if self.eval_split_ratio is not None and not 0 < self.eval_split_ratio < 1:
+            raise ConfigError(f"eval_split_ratio: must be in (0, 1), got {self.eval_split_ratio}")
+        if self.eval_split_ratio is not None and self.meta_data_test:
+            raise ConfigError("eval_split_ratio: give meta_data_test or eval_split_ratio, not both")
         if self.num_frames is not None and self.num_frames < 2:
             raise ConfigError(f"num_frames: must be >= 2 (temporal patch), got {self.num_frames}")
         if self.fps <= 0:
@@ -319,9 +352,10 @@ class RewardTrainingArguments(RunArguments, TrainingArguments):
 
 
 CONFIG_CLASSES = (ModelConfig, DataConfig, RewardTrainingArguments)
-LAYOUT = Layout(CONFIG_CLASSES, flat=True)
+LAYOUT = Layout(CONFIG_CLASSES, flat=True, translate=translate_videoalign)
 """The flat reward-model YAML: every key belongs to one of the three classes (``warmup_ratio``, the
-reference's key, is converted by the loader into the fraction ``warmup_steps`` takes)."""
+reference's key, is converted by the loader into the fraction ``warmup_steps`` takes), or is one of
+VideoAlign's ``train.sh`` flags, translated or refused (:mod:`vlmrm.reward.videoalign_flags`)."""
 
 
 @dataclass

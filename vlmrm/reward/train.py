@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from vlmrm.modeling.loading import build_reward_model, merge_adapter
 from vlmrm.modeling.reward_model import attach_spec, reward_token
 from vlmrm.modeling.trainable import configure_trainable, parameter_summary
 from vlmrm.pairs.image_pairs import ImagePairDataset, load_image_pairs
+from vlmrm.pairs.split import split_held_out
 from vlmrm.pairs.video_pairs import VideoPairDataset, load_video_pairs
 from vlmrm.reward.collator import PairCollator
 from vlmrm.reward.config import RunConfig
@@ -105,8 +107,8 @@ def build_datasets(cfg: RunConfig, processor, reports=()):
     factor = image_factor(processor)
     cache = frame_cache_from_config(data)
 
-    def dataset(csv_path, max_samples=None):
-        table = load_video_pairs(
+    def table(csv_path):
+        return load_video_pairs(
             csv_path,
             data.eval_dim,
             data.data_dir,
@@ -116,9 +118,10 @@ def build_datasets(cfg: RunConfig, processor, reports=()):
             data.restrict_paths,
             data.margin_score_columns,
         )
-        table.pairs = table.pairs[:max_samples]
+
+    def dataset(pairs_table):
         return VideoPairDataset(
-            table,
+            pairs_table,
             sampling,
             backend,
             factor,
@@ -128,29 +131,53 @@ def build_datasets(cfg: RunConfig, processor, reports=()):
             data.on_bad_sample,
         )
 
-    train = dataset(data.meta_data, data.max_train_samples)
-    return train, dataset(data.meta_data_test) if data.meta_data_test else None
+    train, held_out = training_and_held_out(cfg, table(data.meta_data), table)
+    return dataset(train), dataset(held_out) if held_out is not None else None
+
+
+def training_and_held_out(cfg: RunConfig, train, read_table):
+    """The training table (cut to ``max_train_samples``) and the held-out one: ``meta_data_test``
+    read by ``read_table``, a seeded ``eval_split_ratio`` split of the training pairs, or None."""
+    data = cfg.data
+    held_out = read_table(data.meta_data_test) if data.meta_data_test else None
+    if data.eval_split_ratio is not None:
+        kept, held = split_held_out(train.pairs, data.eval_split_ratio, cfg.training.seed)
+        train, held_out = replace(train, pairs=kept), replace(train, pairs=held)
+        logger.info(
+            "eval_split_ratio %g (seed %d): %d training pairs, %d held out",
+            data.eval_split_ratio,
+            cfg.training.seed,
+            len(kept),
+            len(held),
+        )
+    train.pairs = train.pairs[: data.max_train_samples]
+    return train, held_out
 
 
 def build_image_datasets(cfg: RunConfig, validated: dict[str, list]):
     """JSONL image pairs; bad lines were reported by validation, here only skipped (``on_bad_sample``)."""
     data = cfg.data
 
-    def dataset(path, irrelevant_pairs, max_samples=None):
-        table, _ = load_image_pairs(
+    def table(path):
+        pairs_table, _ = load_image_pairs(
             path,
             data.image_dir,
             data.data_format,
             data.on_bad_sample,
-            max_samples,
+            None,
             validated.get(str(path)),
             data.restrict_paths,
         )
-        return ImagePairDataset(table, irrelevant_pairs, cfg.training.seed, data.on_bad_sample)
+        return pairs_table
 
+    train, held_out = training_and_held_out(cfg, table(data.meta_data), table)
     train_irrelevant = data.num_irrelevant_pairs if data.use_irrelevant_queries else 0
-    train = dataset(data.meta_data, train_irrelevant, data.max_train_samples)
-    return train, dataset(data.meta_data_test, data.num_irrelevant_pairs) if data.meta_data_test else None
+    return (
+        ImagePairDataset(train, train_irrelevant, cfg.training.seed, data.on_bad_sample),
+        ImagePairDataset(held_out, data.num_irrelevant_pairs, cfg.training.seed, data.on_bad_sample)
+        if held_out is not None
+        else None,
+    )
 
 
 class SaveRewardConfigCallback(TrainerCallback):
@@ -255,6 +282,11 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
     logger.info("parameters:\n%s", parameter_summary(model, family))
 
     train_dataset, eval_dataset = build_datasets(cfg, processor, reports)
+    split_counts = (
+        {"eval_split_train_pairs": len(train_dataset), "eval_split_held_out_pairs": len(eval_dataset)}
+        if cfg.data.eval_split_ratio is not None
+        else {}
+    )
     apply_epoch_intervals(args, len(train_dataset))
     if eval_dataset is None:
         args.eval_strategy = IntervalStrategy.NO
@@ -294,7 +326,7 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
                 Path(args.output_dir) / FULL_MODEL_DIR
             )
             processor.save_pretrained(Path(args.output_dir) / FULL_MODEL_DIR)
-        metrics = with_run_metrics(trainer, {**metrics, **skipped_counts(reports)})
+        metrics = with_run_metrics(trainer, {**metrics, **split_counts, **skipped_counts(reports)})
         if loop_skips:
             metrics[LOOP_SKIPS_METRIC] = len(loop_skips)
         (Path(args.output_dir) / FINAL_METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")

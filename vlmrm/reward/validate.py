@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+from vlmrm.core.config import ConfigError
 from vlmrm.core.problems import (
     DataValidationError,
     Problem,
@@ -147,6 +148,7 @@ def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport
             )
             for path in paths
         ]
+    check_margin_columns(reports, run_config.training.loss_type)
     for report in reports:
         for problem in report.problems:
             stops = problem.severity == "error" and data.on_bad_sample == "error"
@@ -172,3 +174,15 @@ def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport
                 "%s: skipping %d bad line(s) (on_bad_sample: skip)", report.file, report.summary["bad_lines"]
             )
     return reports
+
+
+def check_margin_columns(reports: list[ValidationReport], loss_type: str) -> None:
+    """A data file with per-pair margins (TRL's ``margin`` column) trains with ``loss_type: margin``
+    only: any other loss would drop the column silently."""
+    for report in reports:
+        count = report.summary.get("margins", 0)
+        if count and loss_type != "margin":
+            raise ConfigError(
+                f"{report.file}: {count} pair(s) carry a margin (TRL's margin column), which only "
+                f"loss_type: margin uses (-log sigmoid(r_chosen - r_rejected - margin)); got loss_type {loss_type!r}"
+            )
