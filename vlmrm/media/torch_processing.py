@@ -96,22 +96,28 @@ def fps_from_timestamps(timestamps, what: str = "video") -> float:
 
 
 def sampled_layout(
-    num_frames: int, height: int, width: int, fps: float, sampling: FrameSampling, factor: int
+    num_frames: int, height: int, width: int, fps: float, sampling: FrameSampling, factor: int, what: str = "video"
 ) -> tuple[list[int], tuple[int, int], VideoInfo]:
     """(frame indices, resized (H, W), probe info) for frames in memory, as a file of that fps and
     frame count would get them (uniform sampling; ``random`` draws like the file loader)."""
     if not np.isfinite(fps) or fps <= 0:
-        raise ValueError(f"invalid frame rate {fps}")
-    indices = sample_frame_indices(num_frames, fps, sampling)
-    size = resized_frame_size(height, width, sampling, factor, len(indices))
+        raise ValueError(f"{what}: invalid frame rate {fps}")
+    try:
+        indices = sample_frame_indices(num_frames, fps, sampling)
+        size = resized_frame_size(height, width, sampling, factor, len(indices))
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from err
     return indices, size, VideoInfo(num_frames, float(fps), height, width)
 
 
-def sample_video_frames(frames, fps: float, sampling: FrameSampling, factor: int) -> DecodedVideo:
-    """The exact path: a ``DecodedVideo`` equal to ``load_video`` of a file holding these frames."""
-    frames = video_frames(frames)
-    indices, size, info = sampled_layout(frames.shape[0], *frames.shape[-2:], fps, sampling, factor)
-    picked = to_uint8(frames[indices].cpu())
+def sample_video_frames(
+    frames, fps: float, sampling: FrameSampling, factor: int, what: str = "video"
+) -> DecodedVideo:
+    """The exact path: a ``DecodedVideo`` equal to ``load_video`` of a file holding these frames.
+    Errors start with ``what`` (the caller's name of the item)."""
+    frames = video_frames(frames, what)
+    indices, size, info = sampled_layout(frames.shape[0], *frames.shape[-2:], fps, sampling, factor, what)
+    picked = to_uint8(frames[indices].cpu(), what)
     return DecodedVideo(resize_frames(picked, size), indices, info, len(indices) / info.total_frames * fps)
 
 
@@ -124,19 +130,19 @@ def resize_float(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def sample_video_float(
-    frames: torch.Tensor, fps: float, sampling: FrameSampling, factor: int
+    frames: torch.Tensor, fps: float, sampling: FrameSampling, factor: int, what: str = "video"
 ) -> tuple[torch.Tensor, DecodedVideo]:
     """The differentiable path: (resized float frames on 0..255, (T', 3, h, w); the ``DecodedVideo``
     the exact path would give, with uint8 frames, for the processor's text and metadata).
 
     ``frames`` is float in [0, 1] (or uint8) in either layout; the graph runs through the index
     selection and the resize."""
-    frames = video_frames(frames)
+    frames = video_frames(frames, what)
     if frames.dtype == torch.uint8:
         frames = frames.float() / MAX_LEVEL
     elif not frames.is_floating_point():
-        raise ValueError(f"video: frames must be float in [0, 1] or uint8, got {frames.dtype}")
-    indices, size, info = sampled_layout(frames.shape[0], *frames.shape[-2:], fps, sampling, factor)
+        raise ValueError(f"{what}: frames must be float in [0, 1] or uint8, got {frames.dtype}")
+    indices, size, info = sampled_layout(frames.shape[0], *frames.shape[-2:], fps, sampling, factor, what)
     resized = resize_float(frames[indices] * MAX_LEVEL, size)  # (T', 3, h, w) on 0..255
     stand_in = resized.detach().round().clamp(0, MAX_LEVEL).to(torch.uint8).cpu()
     return resized, DecodedVideo(stand_in, indices, info, len(indices) / info.total_frames * fps)

@@ -146,10 +146,7 @@ class RewardScorer:
                 self._check_video(str(video), info)
                 decoded.append(load_video(video, self.sampling, self.backend, self.factor))
                 continue
-            try:
-                item = sample_video_frames(video, rate, self.sampling, self.factor)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"videos[{i}]: {err}") from err
+            item = sample_video_frames(video, rate, self.sampling, self.factor, f"videos[{i}]")
             self._check_video(f"videos[{i}]", item.info)
             decoded.append(item)
         return decoded
@@ -258,10 +255,9 @@ class RewardScorer:
         for i, (video, rate) in enumerate(zip(items, rates)):
             if rate is None:
                 raise ValueError(f"videos[{i}] is a file: score_tensor differentiates frames in memory")
-            try:
-                frames, stand_in = sample_video_float(as_tensor(video).to(self.device), rate, self.sampling, self.factor)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"videos[{i}]: {err}") from err
+            frames, stand_in = sample_video_float(
+                as_tensor(video).to(self.device), rate, self.sampling, self.factor, f"videos[{i}]"
+            )
             self._check_video(f"videos[{i}]", stand_in.info)
             prepared.append((frames, stand_in))
         sizes = [frames.numel() for frames, _ in prepared]
