@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
             ["--pairs", "8", "--batch", "4", "--passes", "1", "--repeats", "1"],
             r"ratio loader \(2 workers, cached\) / train step: [\d.]+x",
         ),
+        ("score_batching.py", ["--videos", "2", "--batch", "2", "--repeats", "1"], r"ratio batched / batch 1: [\d.]+x"),
     ],
 )
 def test_benchmark_runs_and_prints_its_ratio(script, args, ratio):
