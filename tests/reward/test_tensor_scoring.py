@@ -15,6 +15,8 @@ EXACT_ATOL = 1e-5
 ROUNDING_ATOL = 2e-3
 """Differentiable vs exact path with a resize: the exact path rounds resized pixels to uint8 (<= 0.5/255);
 measured |difference| on the tiny model is below 5e-4."""
+BF16_ATOL = 0.1
+"""bfloat16 keeps 8 significant bits: rewards of order 1 move by a few 1e-2 through the layers."""
 
 
 def noise_video(num_frames=16, height=64, width=80, seed=0) -> np.ndarray:
@@ -83,6 +85,16 @@ def test_batched_scoring_equals_one_at_a_time(scorer, mp4_and_frames):
     batched = scorer.raw_rewards(prompts, videos=videos, fps=fps, batch_size=4)
     np.testing.assert_allclose(batched, one, rtol=0, atol=EXACT_ATOL)
     assert scorer._batches([5, 1, 5, 1], [0, 0, 0, 0], 2) == [[1, 3], [0, 2]]
+
+
+def test_device_and_dtype_are_the_users(reward_checkpoint, mp4_and_frames, scorer):
+    _, frames = mp4_and_frames
+    half = RewardScorer.from_pretrained(reward_checkpoint, device="cpu", dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and half.device == torch.device("cpu")
+    rewards = half.raw_rewards(["red"], videos=[frames], fps=np.float32(FPS))
+    np.testing.assert_allclose(rewards, scorer.raw_rewards(["red"], videos=[frames], fps=FPS), atol=BF16_ATOL)
+    with pytest.raises(ValueError, match="dtype 'float8'"):
+        RewardScorer.from_pretrained(reward_checkpoint, device="cpu", dtype="float8")
 
 
 def test_differentiable_rewards_match_the_exact_path(scorer, mp4_and_frames):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,9 @@ from vlmrm.reward.collator import PairCollator
 from vlmrm.reward.metrics import normalize_rewards
 
 logger = logging.getLogger(__name__)
+
+PIXEL_KEY_PREFIX = "pixel_values"
+"""``pixel_values`` (images) and ``pixel_values_videos``: the inputs cast to the scorer's dtype."""
 
 
 def rao_kupper_probabilities(margin: float, k: float = DEFAULT_TIE_K) -> dict[str, float]:
@@ -152,9 +156,10 @@ class RewardScorer:
         return decoded
 
     def _forward(self, batch: dict):
-        """The model on one processor batch, moved to the scorer's device; pixels in its dtype."""
+        """The model on one processor batch, moved to the scorer's device; pixels in its dtype
+        (other float inputs, e.g. Qwen2.5-VL's ``second_per_grid_ts``, keep theirs)."""
         batch = {
-            k: v.to(self.device, self.dtype if v.is_floating_point() else None) if torch.is_tensor(v) else v
+            k: v.to(self.device, self.dtype if k.startswith(PIXEL_KEY_PREFIX) else None) if torch.is_tensor(v) else v
             for k, v in batch.items()
         }
         outputs = self.model(**batch)
@@ -337,7 +342,7 @@ def _per_item(value, count: int, name: str, scalar_ok: bool = True) -> list:
     """``value`` for each of ``count`` items: None -> Nones, a number -> repeated, a list -> checked."""
     if value is None:
         return [None] * count
-    if scalar_ok and isinstance(value, (int, float)):
+    if scalar_ok and isinstance(value, numbers.Real):
         return [value] * count
     values = list(value)
     if len(values) != count:
