@@ -145,3 +145,29 @@ def trained_runs(tiny_cache, synthetic_pairs, tmp_path_factory):
         name: run_training(parse_config(values=values)) for name, values in (("full", full), ("lora", lora))
     }
     return root, metrics, {"full": full, "lora": lora}
+
+
+@pytest.fixture(scope="session")
+def reward_checkpoint(tiny_cache, tmp_path_factory):
+    """An untrained tiny Qwen2-VL reward checkpoint as training saves one (special reward tokens,
+    4 frames of 56x56, pyav): what the scoring tests load, in seconds. No data is read to build it."""
+    from vlmrm.modeling.loading import build_reward_model
+    from vlmrm.reward.config import parse_config
+    from vlmrm.testing.tiny import tiny_checkpoint
+
+    out = tmp_path_factory.mktemp("reward_checkpoint")
+    values = tiny_run_values(
+        tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache),
+        out,
+        out,
+        meta_data_test=None,
+        use_special_tokens=True,
+        reward_token="special",
+        output_dim=3,
+        prompt_template_type="simple_special",
+    )
+    cfg = parse_config(values=values)
+    model, processor = build_reward_model(cfg.model, cfg.data, cfg.training)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

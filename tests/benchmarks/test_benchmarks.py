@@ -32,6 +32,11 @@ pytestmark = pytest.mark.slow
             ["--clients", "2", "--requests", "1"],
             r"ratio batched / batch 1: throughput [\d.]+x",
         ),
+        (
+            "score_batching.py",
+            ["--videos", "2", "--batch", "2", "--repeats", "1"],
+            r"ratio batched / batch 1: [\d.]+x",
+        ),
     ],
 )
 def test_benchmark_runs_and_prints_its_ratio(script, args, ratio):

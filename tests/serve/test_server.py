@@ -109,9 +109,6 @@ def decoded_frames(path) -> tuple[np.ndarray, float]:
         return frames, float(stream.average_rate)
 
 
-@pytest.mark.skipif(
-    not getattr(RewardScorer, "accepts_arrays", False), reason="RewardScorer does not score frame arrays yet"
-)
 def test_uploaded_frames_score_like_the_decoded_file(server, scorer, videos):
     import torch
 

@@ -97,12 +97,6 @@ async def read_body(request: Request) -> tuple[dict, dict[str, tuple[str, bytes]
     return body, uploads
 
 
-def scorer_accepts_arrays() -> bool:
-    """Whether ``RewardScorer.score`` takes frame arrays with their fps (``videos=[array], fps=[f]``),
-    as declared by its ``accepts_arrays`` attribute."""
-    return bool(getattr(RewardScorer, "accepts_arrays", False))
-
-
 def model_info(scorer: RewardScorer, settings: ServeSettings) -> dict:
     spec = scorer.spec
     return {
@@ -120,14 +114,13 @@ def model_info(scorer: RewardScorer, settings: ServeSettings) -> dict:
         "prompt_template_type": spec.prompt_template_type,
         "tie_k": spec.tie_k,
         "learn_tie_k": spec.learn_tie_k,
-        "accepts_arrays": scorer_accepts_arrays(),
         "batching": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms},
         "limits": {"max_request_bytes": settings.max_request_bytes, "max_items": settings.max_items},
     }
 
 
 def create_app(scorer: RewardScorer, settings: ServeSettings) -> FastAPI:
-    limits = Limits(settings.max_items, settings.media_root, scorer_accepts_arrays())
+    limits = Limits(settings.max_items, settings.media_root)
     parser = RequestParser(limits, scorer.backend)
     batcher = DynamicBatcher(scorer, settings.max_batch, settings.max_wait_ms / 1000)
     info = model_info(scorer, settings)

@@ -80,12 +80,10 @@ class ParsedRequest:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may hold; ``media_root``: where server-side paths must lie (None: anywhere);
-    ``video_arrays``: whether the scorer takes frame arrays (else only files are accepted)."""
+    """What one request may hold; ``media_root``: where server-side paths must lie (None: anywhere)."""
 
     max_items: int
     media_root: Path | None = None
-    video_arrays: bool = True
 
 
 def parse_json(raw: bytes | str, where: str = "request") -> dict:
@@ -221,8 +219,6 @@ class RequestParser:
         array = checked_array(decoded_upload(item, data, request.media, where), request.media, where)
         if request.media == "image":
             return image_from_array(array)
-        if not self.limits.video_arrays:
-            raise BadRequest(422, f"{where}: this server's scorer takes video files only: upload 'encoded'")
         (request.fps[i],) = fps_list({"fps": [item.get("fps", fps)]}, 1)
         if request.fps[i] is None:
             raise BadRequest(422, f"{where}: frame arrays need their fps")
