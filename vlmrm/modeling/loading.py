@@ -90,6 +90,7 @@ def build_spec(model_cfg, data_cfg, training_args, reward_token_ids: list[int]) 
         max_length=training_args.max_length,
         base_model_name_or_path=model_cfg.model_name_or_path,
         sampling={**sampling.__dict__, "video_backend": data_cfg.video_backend},
+        prompt_template_text=data_cfg.prompt_template_text(),
     )
 
 
