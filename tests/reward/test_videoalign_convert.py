@@ -225,8 +225,8 @@ def test_converted_rewards_equal_videoalign_forward(layout, videoalign_base, clo
         z = [(raw[i] - STATS[f"{d}_mean"]) / STATS[f"{d}_std"] for i, d in enumerate(["VQ", "MQ", "TA"])]
         assert [row["VQ"], row["MQ"], row["TA"]] == pytest.approx(z, abs=1e-5)
         assert row["Overall"] == pytest.approx(sum(z), abs=1e-5)
-    raw_rows = compat.reward([str(v) for v in videos], PROMPTS, use_norm=False)
-    assert [r["VQ"] for r in raw_rows] == pytest.approx(expected[:, 0].tolist(), abs=1e-5)
+    raw_row = compat.reward([str(videos[0])], PROMPTS[:1], use_norm=False)[0]
+    assert [raw_row[d] for d in ("VQ", "MQ", "TA")] == pytest.approx(expected[0].tolist(), abs=1e-5)
 
 
 def test_errors_name_the_file_and_key(videoalign_base, clone, tmp_path):
@@ -255,3 +255,41 @@ def test_simple_template_is_filled_as_videoalign_formats_it(videoalign_base, clo
     assert text == '\nJudge the overall performance(look, moves, fit): the overall performance of the video. Prompt "{prompt}".\n'
     assert template_text("simple", ["MQ"], clone) == '\nJudge the moves: how it moves. Prompt "{prompt}".\n'
     assert template_text("none", ["VQ"], None) == "{prompt}"
+
+
+@pytest.mark.slow
+def test_converted_checkpoint_evaluates_and_fine_tunes(videoalign_base, clone, tmp_path, synthetic_pairs):
+    from tests.conftest import tiny_run_values
+    from vlmrm.modeling.loading import build_reward_model
+    from vlmrm.reward.config import parse_config
+    from vlmrm.reward.evaluate import parse_eval_config, run_evaluation
+    from vlmrm.reward.train import run_training
+
+    write_run(tmp_path / "run", videoalign_base, "full", trained_weights(videoalign_base))
+    converted = convert_videoalign(tmp_path / "run", tmp_path / "converted", videoalign_repo=clone)
+    rows = run_evaluation(parse_eval_config(values={
+        "model_dirs": [str(converted)], "dataset_path": str(synthetic_pairs / "test.csv"),
+        "data_dir": str(synthetic_pairs), "eval_batch_size": 2, "output_dir": str(tmp_path / "eval"),
+        "max_eval_samples": 2, "swap_check": False, "report": False,
+    }))
+    assert {r["dimension"] for r in rows} == {"VQ", "MQ", "TA"} and not any(r["error"] for r in rows)
+    assert all(r["count"] == 2 for r in rows)
+
+    source = RewardScorer.from_pretrained(converted, device="cpu")
+    template = tmp_path / "videoalign_template.txt"
+    template.write_text(source.spec.prompt_template_text)
+    values = tiny_run_values(
+        videoalign_base, synthetic_pairs, tmp_path / "finetune", init_from=str(converted),
+        use_special_tokens=True, reward_token="special", output_dim=3, prompt_template_file=str(template),
+        num_frames=None, fps=2.0, frame_rounding="round", min_frame_pixels=None, max_frame_pixels=200704,
+        total_pixels=24576 * 28 * 28, max_steps=1, normalization_pairs=0, per_device_train_batch_size=1,
+        meta_data_test=None,
+    )
+    model, processor = build_reward_model(*(lambda c: (c.model, c.data, c.training))(parse_config(values=values)))
+    assert model.reward_spec.rope_positions == "sequential"  # taken over from the source weights
+    videos = [synthetic_pairs / "videos" / "test_0000_A.mp4", synthetic_pairs / "videos" / "test_0001_B.mp4"]
+    start = RewardScorer(model, processor, "cpu").raw_rewards(PROMPTS, videos=videos)
+    np.testing.assert_allclose(start, source.raw_rewards(PROMPTS, videos=videos), atol=1e-5, rtol=0)
+    run_training(parse_config(values=values))
+    tuned = RewardScorer.from_pretrained(tmp_path / "finetune", device="cpu")
+    assert tuned.spec.rope_positions == "sequential" and tuned.spec.prompt_template_text == template.read_text()

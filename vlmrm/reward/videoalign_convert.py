@@ -315,8 +315,7 @@ def convert_videoalign(
     attach_spec(config, spec)
     cls = reward_model_class(config.model_type)
     model = cls.from_pretrained(base, config=config, dtype="auto")
-    if special:
-        # VideoAlign resizes to the tokenizer length (4.45 copies the first rows, so it may shrink).
+    if special and len(processor.tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
     renaming = get_model_conversion_mapping(model)
     renamings = [t for t in renaming if isinstance(t, WeightRenaming)]
@@ -333,6 +332,7 @@ def convert_videoalign(
         new = rename_source_key(key, renamings, converters)[0]
         if new not in expected:
             raise ConversionError(f"{where}: key {key!r} ({new!r} in transformers 5) is not a {cls.__name__} weight")
+        tensor = _pad_vocabulary_rows(tensor, expected[new])
         if tuple(tensor.shape) != tuple(expected[new].shape):
             raise ConversionError(f"{where}: key {key!r} has shape {tuple(tensor.shape)}, the model {tuple(expected[new].shape)}")
         state[new] = tensor.to(expected[new].dtype)
@@ -347,6 +347,17 @@ def convert_videoalign(
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def _pad_vocabulary_rows(tensor: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """VideoAlign resized the vocabulary to the tokenizer length, which shrinks Qwen2-VL's matrices
+    (151936 -> 151660 rows); rows past the tokenizer are never read, so the base model's are kept
+    there and the checkpoint keeps the backbone's shape (as vlmrm's own reward-token setup does),
+    which ``init_from`` needs."""
+    rows = tensor.shape[0]
+    if tensor.ndim == 2 and rows < target.shape[0] and tensor.shape[1] == target.shape[1]:
+        return torch.cat([tensor.to(target.dtype), target[rows:]])
+    return tensor
 
 
 def _legacy_names(expected: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
