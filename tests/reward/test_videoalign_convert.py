@@ -60,7 +60,9 @@ PROMPTS = ["a red ball rolls", "two cats"]
 def videoalign_base(tmp_path_factory):
     """A tiny backbone saved with SPARE_ROWS embedding rows beyond its tokenizer, like Qwen2-VL-2B."""
     model, processor = build_tiny_model("qwen2_vl", seed=3)
-    model.resize_token_embeddings(len(processor.tokenizer) + SPARE_ROWS, mean_resizing=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)  # the spare rows (the reward tokens' embeddings) are drawn here
+        model.resize_token_embeddings(len(processor.tokenizer) + SPARE_ROWS, mean_resizing=False)
     path = tmp_path_factory.mktemp("videoalign_base")
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -225,8 +227,9 @@ def test_converted_rewards_equal_videoalign_forward(layout, videoalign_base, clo
         z = [(raw[i] - STATS[f"{d}_mean"]) / STATS[f"{d}_std"] for i, d in enumerate(["VQ", "MQ", "TA"])]
         assert [row["VQ"], row["MQ"], row["TA"]] == pytest.approx(z, abs=1e-5)
         assert row["Overall"] == pytest.approx(sum(z), abs=1e-5)
-    raw_row = compat.reward([str(videos[0])], PROMPTS[:1], use_norm=False)[0]
-    assert [raw_row[d] for d in ("VQ", "MQ", "TA")] == pytest.approx(expected[0].tolist(), abs=1e-5)
+    raw_rows = compat.reward([str(v) for v in videos], PROMPTS, use_norm=False)  # the reference's batch
+    got_raw = np.array([[r[d] for d in ("VQ", "MQ", "TA")] for r in raw_rows])
+    np.testing.assert_allclose(got_raw, expected, atol=1e-5, rtol=0)
 
 
 def test_errors_name_the_file_and_key(videoalign_base, clone, tmp_path):
@@ -293,3 +296,13 @@ def test_converted_checkpoint_evaluates_and_fine_tunes(videoalign_base, clone, t
     run_training(parse_config(values=values))
     tuned = RewardScorer.from_pretrained(tmp_path / "finetune", device="cpu")
     assert tuned.spec.rope_positions == "sequential" and tuned.spec.prompt_template_text == template.read_text()
+
+
+def test_command_line_reports_the_missing_file(tmp_path, capsys):
+    from vlmrm.convert import main
+
+    assert main(["nothing"]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        main(["videoalign", "--src", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert stopped.value.code == 2
+    assert f"{tmp_path / 'model_config.json'}: missing" in capsys.readouterr().err
