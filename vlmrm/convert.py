@@ -12,7 +12,10 @@ CONVERTERS = {"videoalign": videoalign_convert.main}
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in CONVERTERS:
-        print(f"usage: python -m vlmrm.convert {{{','.join(CONVERTERS)}}} --src DIR --out DIR ...", file=sys.stderr)
+        print(
+            f"usage: python -m vlmrm.convert {{{','.join(CONVERTERS)}}} --src DIR --out DIR ...",
+            file=sys.stderr,
+        )
         return 2
     return CONVERTERS[argv[0]](argv[1:])
 

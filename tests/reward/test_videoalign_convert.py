@@ -96,18 +96,32 @@ def trained_weights(base):
 def model_config(base, template="detailed_special"):
     return {
         "data_config": {
-            "meta_data": "train.csv", "data_dir": ".", "meta_data_test": None, "max_frame_pixels": 200704,
-            "num_frames": None, "fps": 2.0, "eval_dim": ["VQ", "MQ", "TA"], "prompt_template_type": template,
-            "sample_type": "uniform", "use_tied_data": True,
+            "meta_data": "train.csv",
+            "data_dir": ".",
+            "meta_data_test": None,
+            "max_frame_pixels": 200704,
+            "num_frames": None,
+            "fps": 2.0,
+            "eval_dim": ["VQ", "MQ", "TA"],
+            "prompt_template_type": template,
+            "sample_type": "uniform",
+            "use_tied_data": True,
         },
         "training_args": {"output_dir": "rm_output", "max_length": 6144},
         "model_config": {
-            "model_name_or_path": str(base), "output_dim": 3, "use_special_tokens": True,
-            "reward_token": "special", "loss_type": "btt",
+            "model_name_or_path": str(base),
+            "output_dim": 3,
+            "use_special_tokens": True,
+            "reward_token": "special",
+            "loss_type": "btt",
         },
         "peft_lora_config": {
-            "lora_enable": True, "vision_lora": False, "lora_r": LORA_R, "lora_alpha": LORA_ALPHA,
-            "lora_dropout": 0.05, "lora_namespan_exclude": ["lm_head", "rm_head", "embed_tokens", "visual"],
+            "lora_enable": True,
+            "vision_lora": False,
+            "lora_r": LORA_R,
+            "lora_alpha": LORA_ALPHA,
+            "lora_dropout": 0.05,
+            "lora_namespan_exclude": ["lm_head", "rm_head", "embed_tokens", "visual"],
             "use_rslora": False,
         },
         "inference_config": STATS,
@@ -142,9 +156,19 @@ def write_run(root, base, layout, weights):
         adapter[f"{PREFIX}{module}.lora_A.weight"] = a
         adapter[f"{PREFIX}{module}.lora_B.weight"] = b
     save_file(adapter, checkpoint / "adapter_model.safetensors")
-    (checkpoint / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", "r": LORA_R, "lora_alpha": LORA_ALPHA, "use_rslora": False,
-         "target_modules": sorted(lora), "bias": "none", "task_type": "CAUSAL_LM"}))
+    (checkpoint / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "r": LORA_R,
+                "lora_alpha": LORA_ALPHA,
+                "use_rslora": False,
+                "target_modules": sorted(lora),
+                "bias": "none",
+                "task_type": "CAUSAL_LM",
+            }
+        )
+    )
     trained = {PREFIX + k: v for k, v in legacy.items() if k.startswith("visual.")}
     trained[PREFIX + "rm_head.weight"] = head
     torch.save(trained, checkpoint / "non_lora_state_dict.pth")
@@ -170,16 +194,28 @@ def reference_rewards(base, weights, tmp_path, video_paths, spec):
     for prompt in PROMPTS:
         text = TEMPLATE_BODY.format(text_prompt=prompt)
         content = [{"type": "video"}, {"type": "text", "text": text}]
-        texts.append(processor.apply_chat_template([{"role": "user", "content": content}],
-                                                   tokenize=False, add_generation_prompt=True))
-    videos = [load_video(p, spec.frame_sampling(), resolve_backend("auto"), image_factor(processor))
-              for p in video_paths]
-    batch = processor(text=texts, videos=[v.frames for v in videos], padding=True, return_tensors="pt",
-                      videos_kwargs={"do_sample_frames": False, "do_resize": False})
+        texts.append(
+            processor.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+        )
+    videos = [
+        load_video(p, spec.frame_sampling(), resolve_backend("auto"), image_factor(processor))
+        for p in video_paths
+    ]
+    batch = processor(
+        text=texts,
+        videos=[v.frames for v in videos],
+        padding=True,
+        return_tensors="pt",
+        videos_kwargs={"do_sample_frames": False, "do_resize": False},
+    )
     ids = batch["input_ids"]
     with torch.no_grad():
         embeds = model.model.get_input_embeddings()(ids)
-        features = model.model.visual(batch["pixel_values_videos"], grid_thw=batch["video_grid_thw"]).pooler_output
+        features = model.model.visual(
+            batch["pixel_values_videos"], grid_thw=batch["video_grid_thw"]
+        ).pooler_output
         video_mask = (ids == model.config.video_token_id).unsqueeze(-1).expand_as(embeds)
         embeds = embeds.masked_scatter(video_mask, features)
         positions = torch.arange(ids.shape[1]).view(1, 1, -1).expand(3, ids.shape[0], -1)
@@ -230,6 +266,12 @@ def test_converted_rewards_equal_videoalign_forward(layout, videoalign_base, clo
     raw_rows = compat.reward([str(v) for v in videos], PROMPTS, use_norm=False)  # the reference's batch
     got_raw = np.array([[r[d] for d in ("VQ", "MQ", "TA")] for r in raw_rows])
     np.testing.assert_allclose(got_raw, expected, atol=1e-5, rtol=0)
+    # a per-call frame count, as VideoAlign's num_frames argument; the checkpoint's sampling is restored
+    two_frames = compat.reward([str(videos[1])], PROMPTS[1:], num_frames=2, use_norm=False)[0]
+    assert compat.scorer.sampling == compat.default_sampling
+    assert abs(two_frames["VQ"] - expected[1, 0]) > 1e-4
+    with pytest.raises(ValueError, match="cannot be set at the same time"):
+        compat.reward([str(videos[1])], PROMPTS[1:], fps=1.0, num_frames=2)
 
 
 def test_errors_name_the_file_and_key(videoalign_base, clone, tmp_path):
@@ -255,7 +297,10 @@ def test_simple_template_is_filled_as_videoalign_formats_it(videoalign_base, clo
     from vlmrm.reward.videoalign_convert import template_text
 
     text = template_text("simple", ["VQ", "MQ", "TA"], clone)
-    assert text == '\nJudge the overall performance(look, moves, fit): the overall performance of the video. Prompt "{prompt}".\n'
+    assert (
+        text
+        == '\nJudge the overall performance(look, moves, fit): the overall performance of the video. Prompt "{prompt}".\n'
+    )
     assert template_text("simple", ["MQ"], clone) == '\nJudge the moves: how it moves. Prompt "{prompt}".\n'
     assert template_text("none", ["VQ"], None) == "{prompt}"
 
@@ -270,11 +315,20 @@ def test_converted_checkpoint_evaluates_and_fine_tunes(videoalign_base, clone, t
 
     write_run(tmp_path / "run", videoalign_base, "full", trained_weights(videoalign_base))
     converted = convert_videoalign(tmp_path / "run", tmp_path / "converted", videoalign_repo=clone)
-    rows = run_evaluation(parse_eval_config(values={
-        "model_dirs": [str(converted)], "dataset_path": str(synthetic_pairs / "test.csv"),
-        "data_dir": str(synthetic_pairs), "eval_batch_size": 2, "output_dir": str(tmp_path / "eval"),
-        "max_eval_samples": 2, "swap_check": False, "report": False,
-    }))
+    rows = run_evaluation(
+        parse_eval_config(
+            values={
+                "model_dirs": [str(converted)],
+                "dataset_path": str(synthetic_pairs / "test.csv"),
+                "data_dir": str(synthetic_pairs),
+                "eval_batch_size": 2,
+                "output_dir": str(tmp_path / "eval"),
+                "max_eval_samples": 2,
+                "swap_check": False,
+                "report": False,
+            }
+        )
+    )
     assert {r["dimension"] for r in rows} == {"VQ", "MQ", "TA"} and not any(r["error"] for r in rows)
     assert all(r["count"] == 2 for r in rows)
 
@@ -282,20 +336,36 @@ def test_converted_checkpoint_evaluates_and_fine_tunes(videoalign_base, clone, t
     template = tmp_path / "videoalign_template.txt"
     template.write_text(source.spec.prompt_template_text)
     values = tiny_run_values(
-        videoalign_base, synthetic_pairs, tmp_path / "finetune", init_from=str(converted),
-        use_special_tokens=True, reward_token="special", output_dim=3, prompt_template_file=str(template),
-        num_frames=None, fps=2.0, frame_rounding="round", min_frame_pixels=None, max_frame_pixels=200704,
-        total_pixels=24576 * 28 * 28, max_steps=1, normalization_pairs=0, per_device_train_batch_size=1,
+        videoalign_base,
+        synthetic_pairs,
+        tmp_path / "finetune",
+        init_from=str(converted),
+        use_special_tokens=True,
+        reward_token="special",
+        output_dim=3,
+        prompt_template_file=str(template),
+        num_frames=None,
+        fps=2.0,
+        frame_rounding="round",
+        min_frame_pixels=None,
+        max_frame_pixels=200704,
+        total_pixels=24576 * 28 * 28,
+        max_steps=1,
+        normalization_pairs=0,
+        per_device_train_batch_size=1,
         meta_data_test=None,
     )
-    model, processor = build_reward_model(*(lambda c: (c.model, c.data, c.training))(parse_config(values=values)))
+    run_config = parse_config(values=values)
+    model, processor = build_reward_model(run_config.model, run_config.data, run_config.training)
     assert model.reward_spec.rope_positions == "sequential"  # taken over from the source weights
     videos = [synthetic_pairs / "videos" / "test_0000_A.mp4", synthetic_pairs / "videos" / "test_0001_B.mp4"]
     start = RewardScorer(model, processor, "cpu").raw_rewards(PROMPTS, videos=videos)
     np.testing.assert_allclose(start, source.raw_rewards(PROMPTS, videos=videos), atol=1e-5, rtol=0)
-    run_training(parse_config(values=values))
+    run_training(run_config)
     tuned = RewardScorer.from_pretrained(tmp_path / "finetune", device="cpu")
-    assert tuned.spec.rope_positions == "sequential" and tuned.spec.prompt_template_text == template.read_text()
+    assert (
+        tuned.spec.rope_positions == "sequential" and tuned.spec.prompt_template_text == template.read_text()
+    )
 
 
 def test_command_line_reports_the_missing_file(tmp_path, capsys):

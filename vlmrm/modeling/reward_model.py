@@ -123,7 +123,9 @@ class RewardSpec:
 
     def __post_init__(self) -> None:
         if self.rope_positions not in ROPE_POSITIONS:
-            raise ValueError(f"rope_positions: unknown {self.rope_positions!r}; choose {' or '.join(ROPE_POSITIONS)}")
+            raise ValueError(
+                f"rope_positions: unknown {self.rope_positions!r}; choose {' or '.join(ROPE_POSITIONS)}"
+            )
         if self.reward_token == "special" and len(self.reward_token_ids) != len(self.eval_dim):
             raise ValueError(
                 f"reward_token 'special' needs one token id per dimension: {len(self.eval_dim)} dims "

@@ -94,7 +94,10 @@ class PairCollator:
         return self._chat_texts[key]
 
     def _render_chat_text(self, prompt: str, media: str, response: str | None, count: int) -> str:
-        text = {"type": "text", "text": build_prompt(prompt, self.eval_dim, self.template_type, self.template_text)}
+        text = {
+            "type": "text",
+            "text": build_prompt(prompt, self.eval_dim, self.template_type, self.template_text),
+        }
         visuals = [{"type": media}] * count
         content = [*visuals, text] if self.video_position == "before_text" else [text, *visuals]
         messages = [{"role": "user", "content": content}]

@@ -67,7 +67,9 @@ class VideoVLMRewardInference:
             changes["max_pixels"] = max_pixels
         self.scorer.sampling = dataclasses.replace(self.default_sampling, **changes)
         try:
-            raw = self.scorer.raw_rewards(list(prompts), videos=list(video_paths), batch_size=len(prompts) or 1)
+            raw = self.scorer.raw_rewards(
+                list(prompts), videos=list(video_paths), batch_size=len(prompts) or 1
+            )
         finally:
             self.scorer.sampling = self.default_sampling
         dims = self.scorer.spec.eval_dim

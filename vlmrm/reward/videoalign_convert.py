@@ -89,7 +89,9 @@ def _need(section: dict, key: str, where: str):
 
 def find_checkpoint(src: Path, step: int | None) -> Path:
     """``checkpoint-<step>``, or the highest step as VideoAlign's loader picks by default."""
-    found = {int(p.name.split("-")[-1]): p for p in src.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()}
+    found = {
+        int(p.name.split("-")[-1]): p for p in src.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+    }
     if not found:
         raise ConversionError(f"{src}: no checkpoint-N folder")
     if step is None:
@@ -110,7 +112,9 @@ def template_text(template_type: str, eval_dim: list[str], videoalign_repo: Path
     if template_type == "none":
         return PROMPT_PLACEHOLDER
     if template_type not in TEMPLATE_CONSTANTS:
-        raise ConversionError(f"{MODEL_CONFIG}: data_config.prompt_template_type {template_type!r} is not VideoAlign's")
+        raise ConversionError(
+            f"{MODEL_CONFIG}: data_config.prompt_template_type {template_type!r} is not VideoAlign's"
+        )
     if videoalign_repo is None:
         raise ConversionError(
             f"prompt_template_type {template_type!r}: pass --videoalign_repo DIR (a VideoAlign clone) so "
@@ -168,7 +172,9 @@ def merge_lora(state: dict[str, torch.Tensor], scale: float, where: str) -> dict
             delta = delta.T
         target = f"{module}.weight"
         if target not in plain:
-            raise ConversionError(f"{where}: LoRA on {module} but no base weight {target} (nor in the base model)")
+            raise ConversionError(
+                f"{where}: LoRA on {module} but no base weight {target} (nor in the base model)"
+            )
         plain[target] = (plain[target].float() + scale * delta).to(plain[target].dtype)
     return plain
 
@@ -195,7 +201,9 @@ def videoalign_weights(checkpoint: Path, peft_cfg: dict, base_state: dict) -> di
     if full.is_file():
         state = _load_pth(full)
         if peft_cfg.get("lora_enable"):
-            scale = lora_scale(peft_cfg["lora_r"], peft_cfg["lora_alpha"], peft_cfg.get("use_rslora", False), str(full))
+            scale = lora_scale(
+                peft_cfg["lora_r"], peft_cfg["lora_alpha"], peft_cfg.get("use_rslora", False), str(full)
+            )
             return merge_lora(strip_peft_prefix(state, str(full)), scale, str(full))
         return state
     adapter, non_lora = checkpoint / ADAPTER_WEIGHTS, checkpoint / NON_LORA_WEIGHTS
@@ -207,8 +215,12 @@ def videoalign_weights(checkpoint: Path, peft_cfg: dict, base_state: dict) -> di
     for key in ("rank_pattern", "alpha_pattern"):
         if adapter_cfg.get(key):
             raise ConversionError(f"{where}: key {key!r} (per-module ranks) is not supported")
-    scale = lora_scale(_need(adapter_cfg, "r", where), _need(adapter_cfg, "lora_alpha", where),
-                       adapter_cfg.get("use_rslora", False), where)
+    scale = lora_scale(
+        _need(adapter_cfg, "r", where),
+        _need(adapter_cfg, "lora_alpha", where),
+        adapter_cfg.get("use_rslora", False),
+        where,
+    )
     lora = strip_peft_prefix(load_file(adapter), str(adapter))
     trained = strip_peft_prefix(_load_pth(non_lora), str(non_lora))
     state = {**base_state, **{k.replace(".base_layer.", "."): v for k, v in trained.items()}}
@@ -239,8 +251,10 @@ def _spec(cfg: dict, token_ids: list[int], text: str, base: str) -> RewardSpec:
     stats = cfg.get("inference_config")
     if stats:
         normalization = {
-            dim: {"mean": float(_need(stats, f"{dim}_mean", f"{MODEL_CONFIG} inference_config")),
-                  "std": float(_need(stats, f"{dim}_std", f"{MODEL_CONFIG} inference_config"))}
+            dim: {
+                "mean": float(_need(stats, f"{dim}_mean", f"{MODEL_CONFIG} inference_config")),
+                "std": float(_need(stats, f"{dim}_std", f"{MODEL_CONFIG} inference_config")),
+            }
             for dim in eval_dim
         }
     return RewardSpec(
@@ -269,7 +283,9 @@ def _check_special_order(text: str, eval_dim: list[str]) -> None:
     positions = []
     for dim in eval_dim:
         if text.count(reward_token(dim)) != 1:
-            raise ConversionError(f"prompt template: {reward_token(dim)} must appear once (VideoAlign pools it)")
+            raise ConversionError(
+                f"prompt template: {reward_token(dim)} must appear once (VideoAlign pools it)"
+            )
         positions.append(text.index(reward_token(dim)))
     if positions != sorted(positions):
         raise ConversionError(f"prompt template: reward tokens are not in eval_dim order {eval_dim}")
@@ -287,12 +303,17 @@ def convert_videoalign(
     cfg = _read_json(src / MODEL_CONFIG)
     for section in ("data_config", "model_config", "peft_lora_config"):
         _need(cfg, section, str(src / MODEL_CONFIG))
-    base = str(base_model or _need(cfg["model_config"], "model_name_or_path", f"{src / MODEL_CONFIG} model_config"))
+    base = str(
+        base_model or _need(cfg["model_config"], "model_name_or_path", f"{src / MODEL_CONFIG} model_config")
+    )
     checkpoint = find_checkpoint(src, step)
     eval_dim = cfg["data_config"]["eval_dim"]
     eval_dim = eval_dim if isinstance(eval_dim, list) else [eval_dim]
-    text = template_text(cfg["data_config"].get("prompt_template_type", "none"), eval_dim,
-                         Path(videoalign_repo) if videoalign_repo else None)
+    text = template_text(
+        cfg["data_config"].get("prompt_template_type", "none"),
+        eval_dim,
+        Path(videoalign_repo) if videoalign_repo else None,
+    )
 
     processor = AutoProcessor.from_pretrained(base)
     special = bool(cfg["model_config"].get("use_special_tokens"))
@@ -303,11 +324,13 @@ def convert_videoalign(
         saved = checkpoint / TOKENIZER_DIR
         if saved.is_dir():
             saved_ids = AutoTokenizer.from_pretrained(saved).convert_tokens_to_ids(
-                [reward_token(d) for d in VIDEOALIGN_DIMENSIONS])
+                [reward_token(d) for d in VIDEOALIGN_DIMENSIONS]
+            )
             if saved_ids != all_ids:
                 raise ConversionError(
                     f"{saved}: reward token ids {saved_ids} differ from {all_ids} added to {base}'s tokenizer "
-                    "(is --base_model the model VideoAlign trained from?)")
+                    "(is --base_model the model VideoAlign trained from?)"
+                )
         token_ids = [all_ids[VIDEOALIGN_DIMENSIONS.index(d)] for d in eval_dim]
     spec = _spec(cfg, token_ids, text, base)
 
@@ -331,10 +354,14 @@ def convert_videoalign(
     for key, tensor in weights.items():
         new = rename_source_key(key, renamings, converters)[0]
         if new not in expected:
-            raise ConversionError(f"{where}: key {key!r} ({new!r} in transformers 5) is not a {cls.__name__} weight")
+            raise ConversionError(
+                f"{where}: key {key!r} ({new!r} in transformers 5) is not a {cls.__name__} weight"
+            )
         tensor = _pad_vocabulary_rows(tensor, expected[new])
         if tuple(tensor.shape) != tuple(expected[new].shape):
-            raise ConversionError(f"{where}: key {key!r} has shape {tuple(tensor.shape)}, the model {tuple(expected[new].shape)}")
+            raise ConversionError(
+                f"{where}: key {key!r} has shape {tuple(tensor.shape)}, the model {tuple(expected[new].shape)}"
+            )
         state[new] = tensor.to(expected[new].dtype)
     state[f"{VLMRM_HEAD}.weight"] = head.to(expected[f"{VLMRM_HEAD}.weight"].dtype)
     state[f"{VLMRM_HEAD}.bias"] = torch.zeros_like(expected[f"{VLMRM_HEAD}.bias"])
@@ -376,10 +403,16 @@ def _legacy_names(expected: dict[str, torch.Tensor], model) -> dict[str, torch.T
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vlmrm.convert videoalign", description=__doc__.split("\n")[0])
-    parser.add_argument("--src", required=True, help="VideoAlign run folder (model_config.json, checkpoint-N/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m vlmrm.convert videoalign", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--src", required=True, help="VideoAlign run folder (model_config.json, checkpoint-N/)"
+    )
     parser.add_argument("--out", required=True, help="folder for the vlmrm reward checkpoint")
-    parser.add_argument("--base_model", help="backbone VideoAlign trained from (default: model_config.json's)")
+    parser.add_argument(
+        "--base_model", help="backbone VideoAlign trained from (default: model_config.json's)"
+    )
     parser.add_argument("--videoalign_repo", help="a VideoAlign clone: its prompt_template.py text is stored")
     parser.add_argument("--step", type=int, help="checkpoint-N to convert (default: the highest N)")
     args = parser.parse_args(argv)
