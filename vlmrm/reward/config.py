@@ -105,7 +105,9 @@ class DataConfig:
         True, "Keep tie ('same') labels; false drops rows whose every selected dimension is a tie."
     )
     prompt_template_type: str = option(
-        "simple", "Prompt template name (vlmrm.reward.templates): none, simple, video_score, detailed, ..."
+        "simple",
+        "Prompt template name (vlmrm.reward.templates): none, simple, video_score, detailed, ...; vlmrm's "
+        "own wording, not VideoAlign's texts of the same names (only none is the same).",
     )
     prompt_template_file: str | None = option(
         None,

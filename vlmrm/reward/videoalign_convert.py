@@ -243,7 +243,7 @@ def _spec(cfg: dict, token_ids: list[int], text: str, base: str) -> RewardSpec:
     sampling = FrameSampling(
         fps=data.get("fps", 2.0),
         num_frames=int(data["num_frames"]) if data.get("num_frames") is not None else None,
-        max_pixels=data["max_frame_pixels"],
+        max_pixels=_need(data, "max_frame_pixels", f"{MODEL_CONFIG} data_config"),
         total_pixels=VIDEOALIGN_TOTAL_PIXELS,
         frame_rounding="round",
     )
@@ -259,7 +259,7 @@ def _spec(cfg: dict, token_ids: list[int], text: str, base: str) -> RewardSpec:
         }
     return RewardSpec(
         eval_dim=eval_dim,
-        output_dim=model["output_dim"],
+        output_dim=_need(model, "output_dim", f"{MODEL_CONFIG} model_config"),
         reward_token=pooling,
         reward_token_ids=token_ids if pooling == "special" else [],
         prompt_template_type=data.get("prompt_template_type", "none"),
@@ -307,7 +307,7 @@ def convert_videoalign(
         base_model or _need(cfg["model_config"], "model_name_or_path", f"{src / MODEL_CONFIG} model_config")
     )
     checkpoint = find_checkpoint(src, step)
-    eval_dim = cfg["data_config"]["eval_dim"]
+    eval_dim = _need(cfg["data_config"], "eval_dim", f"{src / MODEL_CONFIG} data_config")
     eval_dim = eval_dim if isinstance(eval_dim, list) else [eval_dim]
     text = template_text(
         cfg["data_config"].get("prompt_template_type", "none"),
