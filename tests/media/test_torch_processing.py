@@ -31,7 +31,9 @@ def noise_frames(num_frames=16, height=64, width=80, seed=0) -> np.ndarray:
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
 def test_torch_patchify_equals_the_video_processor(family, tiny_cache):
-    video_processor = AutoProcessor.from_pretrained(tiny_checkpoint(family, cache_dir=tiny_cache)).video_processor
+    video_processor = AutoProcessor.from_pretrained(
+        tiny_checkpoint(family, cache_dir=tiny_cache)
+    ).video_processor
     block = video_processor.patch_size * video_processor.merge_size
     videos = [
         torch.from_numpy(noise_frames(num, 2 * block, 3 * block, seed=num)).permute(0, 3, 1, 2)

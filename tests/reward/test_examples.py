@@ -21,7 +21,9 @@ def test_in_process_example_scores_clips_and_files(example, reward_checkpoint, t
 
     video = tmp_path / "clip.mp4"
     write_mp4(video, clip("red", 3), 8, "mpeg4")
-    results = example("score_in_process.py")(["--checkpoint", str(reward_checkpoint), "--video", str(video), "--device", "cpu"])
+    results = example("score_in_process.py")(
+        ["--checkpoint", str(reward_checkpoint), "--video", str(video), "--device", "cpu"]
+    )
     assert [r["item"] for r in results] == ["red square, moving", "blue square, still", str(video)]
     assert "reward_fn rewards:" in capsys.readouterr().out
 

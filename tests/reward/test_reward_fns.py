@@ -47,13 +47,18 @@ class RecordingScorer:
 
     def score(self, prompts, videos=None, images=None, responses=None, fps=None):
         self.calls.append({"prompts": prompts, "videos": videos, "images": images, "fps": fps})
-        return [{"raw": {"VQ": float(i), "TA": 1.0}, "normalized": None, "Overall": i + 1.0} for i in range(len(prompts))]
+        return [
+            {"raw": {"VQ": float(i), "TA": 1.0}, "normalized": None, "Overall": i + 1.0}
+            for i in range(len(prompts))
+        ]
 
 
 def test_adapters_call_any_scorer():
     scorer = RecordingScorer()
     videos = torch.zeros(2, 4, 3, 8, 8)
-    rewards, info = generation_reward_fn(scorer, weights={"VQ": 2.0}, fps=8.0)(videos, ["a", "b"], [{}, {"fps": 4}])
+    rewards, info = generation_reward_fn(scorer, weights={"VQ": 2.0}, fps=8.0)(
+        videos, ["a", "b"], [{}, {"fps": 4}]
+    )
     assert rewards.tolist() == [0.0, 2.0] and info["dimensions"]["VQ"].tolist() == [0.0, 1.0]
     assert scorer.calls[-1]["fps"] == [8.0, 4] and scorer.calls[-1]["videos"] is videos
     generation_reward_fn(scorer)(["a.png", "b.png"], ["a", "b"], None)
@@ -61,7 +66,10 @@ def test_adapters_call_any_scorer():
     generation_reward_fn(scorer)(["a.mp4"], ["a"], [{"fps": 30}])
     assert scorer.calls[-1]["fps"] == [None]  # files carry their own rate
     fn = trl_reward_fn(scorer, normalization="raw", name="vlmrm_sum")
-    assert fn(["p", "p"], ["x", [{"role": "assistant", "content": "y"}]], video=["a.mp4", "b.mp4"]) == [1.0, 2.0]
+    assert fn(["p", "p"], ["x", [{"role": "assistant", "content": "y"}]], video=["a.mp4", "b.mp4"]) == [
+        1.0,
+        2.0,
+    ]
     assert scorer.calls[-1]["prompts"] == ["x", "y"] and fn.__name__ == "vlmrm_sum"
     with pytest.raises(KeyError, match="'video' or 'image' column"):
         fn(["p"], ["x"], caption=["c"])

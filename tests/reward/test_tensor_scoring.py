@@ -81,7 +81,9 @@ def test_batched_scoring_equals_one_at_a_time(scorer, mp4_and_frames):
     videos = [frames, frames[:, :40, :40], frames[:, :, :70], frames[:, :40, :40]]
     fps = [FPS, FPS, 2 * FPS, FPS]
     prompts = ["red", "a blue square moves", "green", "red"]
-    one = np.concatenate([scorer.raw_rewards([p], videos=[v], fps=[f]) for p, v, f in zip(prompts, videos, fps)])
+    one = np.concatenate(
+        [scorer.raw_rewards([p], videos=[v], fps=[f]) for p, v, f in zip(prompts, videos, fps)]
+    )
     batched = scorer.raw_rewards(prompts, videos=videos, fps=fps, batch_size=4)
     np.testing.assert_allclose(batched, one, rtol=0, atol=EXACT_ATOL)
     assert scorer._batches([5, 1, 5, 1], [0, 0, 0, 0], 2) == [[1, 3], [0, 2]]
@@ -145,6 +147,8 @@ def test_gradient_matches_finite_differences(reward_checkpoint):
         directions.append(direction.view_as(video))
     with torch.no_grad():
         for direction in directions:
-            numeric = (objective(video + FD_STEP * direction) - objective(video - FD_STEP * direction)) / (2 * FD_STEP)
+            numeric = (objective(video + FD_STEP * direction) - objective(video - FD_STEP * direction)) / (
+                2 * FD_STEP
+            )
             assert float((grad * direction).sum()) == pytest.approx(numeric, rel=FD_RTOL)
     assert grad[[1, 3, 4, 6]].abs().sum() == 0  # num_frames 4 of 8 samples linspace(0, 7, 4).round()

@@ -91,12 +91,20 @@ def fps_from_timestamps(timestamps, what: str = "video") -> float:
         raise ValueError(f"{what}: timestamps must be a 1-D list of at least 2 frame times")
     steps = np.diff(times)
     if steps.min() <= 0 or not np.allclose(steps, steps.mean(), rtol=TIMESTAMP_SPACING_RTOL, atol=0):
-        raise ValueError(f"{what}: timestamps must increase evenly (one frame rate), steps {steps[:5].tolist()}")
+        raise ValueError(
+            f"{what}: timestamps must increase evenly (one frame rate), steps {steps[:5].tolist()}"
+        )
     return float((len(times) - 1) / (times[-1] - times[0]))
 
 
 def sampled_layout(
-    num_frames: int, height: int, width: int, fps: float, sampling: FrameSampling, factor: int, what: str = "video"
+    num_frames: int,
+    height: int,
+    width: int,
+    fps: float,
+    sampling: FrameSampling,
+    factor: int,
+    what: str = "video",
 ) -> tuple[list[int], tuple[int, int], VideoInfo]:
     """(frame indices, resized (H, W), probe info) for frames in memory, as a file of that fps and
     frame count would get them (uniform sampling; ``random`` draws like the file loader)."""
@@ -193,7 +201,10 @@ def video_pixel_values(frames: list[torch.Tensor], video_processor) -> tuple[tor
             video, video_processor.image_mean, video_processor.image_std, video_processor.rescale_factor
         )
         patches, grid = patchify_video(
-            normalized, video_processor.patch_size, video_processor.merge_size, video_processor.temporal_patch_size
+            normalized,
+            video_processor.patch_size,
+            video_processor.merge_size,
+            video_processor.temporal_patch_size,
         )
         rows.append(patches)
         grids.append(grid)

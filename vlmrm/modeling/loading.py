@@ -90,6 +90,7 @@ def build_spec(model_cfg, data_cfg, training_args, reward_token_ids: list[int]) 
         max_length=training_args.max_length,
         base_model_name_or_path=model_cfg.model_name_or_path,
         sampling={**sampling.__dict__, "video_backend": data_cfg.video_backend},
+        prompt_template_text=data_cfg.prompt_template_text(),
     )
 
 
@@ -135,8 +136,28 @@ def build_reward_model(model_cfg, data_cfg, training_args):
 
 
 def load_reward_weights(model, checkpoint: str | Path) -> None:
-    """Fine-tune from an existing reward checkpoint: copy its weights into ``model`` (same shapes)."""
+    """Fine-tune from an existing reward checkpoint: copy its weights into ``model`` (same shapes).
+
+    The source's ``rope_positions`` is a property of its weights (a converted VideoAlign model
+    was trained with ``sequential`` positions), so the run takes it over; a prompt template that
+    differs from the source's is logged, since the run's config chose it.
+    """
     source, _ = load_reward_model(checkpoint)
+    source_spec, spec = source.reward_spec, model.reward_spec
+    if source_spec.rope_positions != spec.rope_positions:
+        logger.info("init_from %s: rope_positions %s, as the source", checkpoint, source_spec.rope_positions)
+        spec.rope_positions = source_spec.rope_positions
+        attach_spec(model.config, spec)
+    if (source_spec.prompt_template_text, source_spec.prompt_template_type) != (
+        spec.prompt_template_text,
+        spec.prompt_template_type,
+    ):
+        logger.warning(
+            "init_from %s: the source was trained with another prompt template (%s); this run uses %s",
+            checkpoint,
+            "its stored text" if source_spec.prompt_template_text else source_spec.prompt_template_type,
+            "prompt_template_file" if spec.prompt_template_text else spec.prompt_template_type,
+        )
     source = merge_adapter(source)
     missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
     if unexpected or any("rm_head" in k for k in missing):

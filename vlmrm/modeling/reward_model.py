@@ -39,6 +39,11 @@ SPEC_ATTRIBUTE = "vlmrm"
 
 SPEC_FORMAT_VERSION = 1
 
+ROPE_POSITIONS = ("mrope", "sequential")
+"""Rotary position schemes of a reward forward (``RewardSpec.rope_positions``)."""
+ROTARY_SECTIONS = 3
+"""Qwen2-VL's M-RoPE sections (temporal, height, width): position_ids has shape (3, N, T)."""
+
 
 def reward_token(dimension: str) -> str:
     """The special token whose hidden state gives ``dimension``'s reward, e.g. ``<|VQ_reward|>``."""
@@ -86,6 +91,12 @@ class RewardSpec:
         base_model_name_or_path: the backbone the reward model was trained from (adapters need it).
         sampling: frame-sampling fields of the data config used in training.
         normalization: per-dimension reward mean/std on the training pairs (set after training).
+        prompt_template_text: a text template (``prompt_template_file``, or VideoAlign's text imported
+            by ``python -m vlmrm.convert``); when set it replaces ``prompt_template_type``.
+        rope_positions: ``mrope`` — the family's multimodal rotary positions (what ``generate`` uses);
+            ``sequential`` — position t for token t in all three rotary sections, vision tokens
+            included, which is what a reward forward under transformers 4.45 computed (its
+            ``forward`` left ``position_ids`` to the text model); VideoAlign's models were trained so.
         training_videos: fps and sampled-frame ranges of the training videos (``{"fps": {"min",
             "max"}, "frames_sampled": {...}}``), so inference can warn about unlike inputs.
     """
@@ -106,9 +117,15 @@ class RewardSpec:
     sampling: dict[str, Any] = field(default_factory=dict)
     normalization: dict[str, dict[str, float]] | None = None
     training_videos: dict[str, dict[str, float]] | None = None
+    prompt_template_text: str | None = None
+    rope_positions: str = "mrope"
     format_version: int = SPEC_FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        if self.rope_positions not in ROPE_POSITIONS:
+            raise ValueError(
+                f"rope_positions: unknown {self.rope_positions!r}; choose {' or '.join(ROPE_POSITIONS)}"
+            )
         if self.reward_token == "special" and len(self.reward_token_ids) != len(self.eval_dim):
             raise ValueError(
                 f"reward_token 'special' needs one token id per dimension: {len(self.eval_dim)} dims "
@@ -226,6 +243,15 @@ def pool_hidden_states(
     return torch.stack(pooled, dim=1)
 
 
+def sequential_positions(input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
+    """(3, N, T) rotary positions p = (number of attended tokens before t) in every section: 0..n-1 over
+    a sequence's tokens whatever the padding side, as transformers 4.45 gave a right-padded batch
+    (``RewardSpec.rope_positions == "sequential"``); pad positions are clamped to 0."""
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    return positions.unsqueeze(0).expand(ROTARY_SECTIONS, *input_ids.shape)
+
+
 def special_token_rewards(outputs: torch.Tensor) -> torch.Tensor:
     """(N, D, output_dim) head outputs at the D reward tokens -> (N, D) rewards.
 
@@ -299,8 +325,10 @@ class RewardModelMixin:
         }
         if second_per_grid_ts is not None:
             backbone_inputs["second_per_grid_ts"] = second_per_grid_ts
-        outputs = self.model(**backbone_inputs, use_cache=False, return_dict=True)
         spec = self.reward_spec
+        if spec.rope_positions == "sequential":
+            backbone_inputs["position_ids"] = sequential_positions(input_ids, attention_mask)
+        outputs = self.model(**backbone_inputs, use_cache=False, return_dict=True)
         pooled = pool_hidden_states(outputs.last_hidden_state, input_ids, attention_mask, spec)
         rewards, tie_k = self.rm_head(pooled, tuple(spec.score_range) if spec.score_range else None)
         rewards = rewards.float()

@@ -61,10 +61,13 @@ class PairCollator:
     video_position: str = "before_text"
     image_size: dict | None = None
     """``{"shortest_edge": min_pixels, "longest_edge": max_pixels}`` for images (None: processor default)."""
+    template_text: str | None = None
+    """A text template (``prompt_template_file`` / an imported checkpoint's); replaces ``template_type``."""
     _chat_texts: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_template(self.template_type)
+        if self.template_text is None:
+            check_template(self.template_type)
 
     @classmethod
     def from_config(cls, processor: ProcessorMixin, run_config) -> PairCollator:
@@ -77,6 +80,7 @@ class PairCollator:
             run_config.training.max_length,
             data.video_position,
             data.image_size(),
+            data.prompt_template_text(),
         )
 
     @classmethod
@@ -89,6 +93,7 @@ class PairCollator:
             spec.max_length,
             spec.video_position,
             spec.image_size,
+            spec.prompt_template_text,
         )
 
     def chat_text(
@@ -106,7 +111,10 @@ class PairCollator:
         return self._chat_texts[key]
 
     def _render_chat_text(self, prompt: str, media: str, response: str | None, count: int) -> str:
-        text = {"type": "text", "text": build_prompt(prompt, self.eval_dim, self.template_type)}
+        text = {
+            "type": "text",
+            "text": build_prompt(prompt, self.eval_dim, self.template_type, self.template_text),
+        }
         visuals = [{"type": media}] * count
         content = [*visuals, text] if self.video_position == "before_text" else [text, *visuals]
         messages = [{"role": "user", "content": content}]

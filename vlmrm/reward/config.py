@@ -27,6 +27,7 @@ from vlmrm.media.sampling import (
     FPS_MIN_FRAMES,
 )
 from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES
+from vlmrm.reward.templates import read_template_file
 from vlmrm.reward.videoalign_flags import translate_videoalign
 from vlmrm.training.run import RunArguments
 
@@ -124,7 +125,15 @@ class DataConfig:
         True, "Keep tie ('same') labels; false drops rows whose every selected dimension is a tie."
     )
     prompt_template_type: str = option(
-        "simple", "Prompt template name (vlmrm.reward.templates): none, simple, video_score, detailed, ..."
+        "simple",
+        "Prompt template name (vlmrm.reward.templates): none, simple, video_score, detailed, ...; vlmrm's "
+        "own wording, not VideoAlign's texts of the same names (only none is the same).",
+    )
+    prompt_template_file: str | None = option(
+        None,
+        "Text file used as the prompt template instead of prompt_template_type: {prompt}, {dimensions} and "
+        "{reward_token:DIM} are filled in (docs/videoalign_checkpoints.md); the text is stored in the checkpoint.",
+        path=True,
     )
     video_position: Literal["before_text", "after_text"] = option(
         "before_text", "Where the video sits in the user turn: before the prompt (VideoAlign) or after it."
@@ -237,8 +246,19 @@ class DataConfig:
             size["longest_edge"] = self.max_pixels
         return size
 
+    def prompt_template_text(self) -> str | None:
+        """The text of ``prompt_template_file`` (None without one); a ConfigError names a missing or
+        placeholder-less file."""
+        if self.prompt_template_file is None:
+            return None
+        try:
+            return read_template_file(self.prompt_template_file)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"prompt_template_file: {error}") from error
+
     def __post_init__(self) -> None:
         self.eval_dim = as_str_list(self.eval_dim, "eval_dim")
+        self.prompt_template_text()
         if self.is_image_data() and len(self.eval_dim) != 1:
             raise ConfigError(
                 f"eval_dim: image-pair data carries one preference per pair; give one name, got {self.eval_dim}"

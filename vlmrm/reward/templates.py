@@ -4,16 +4,23 @@ All templates live in the one table :data:`PROMPT_TEMPLATES` (name -> function o
 prompt and the evaluated dimensions). A user adds one with :func:`register_template` from their
 own code; the dataset and collator only ever call :func:`build_prompt`.
 
-Template names follow VideoAlign (``none``, ``simple``, ``video_score``, ``detailed``,
+Template names follow VideoAlign's (``none``, ``simple``, ``video_score``, ``detailed``,
 ``detailed_special``), plus ``simple_special``: the prompt and one short rating line per dimension
-ending in its reward token (a short sequence for small models and long videos). Unlike VideoAlign's, none of them assumes the three dimensions VQ/MQ/TA:
-any ``eval_dim`` list works, with a generic description for names not in
-:data:`DIMENSION_DESCRIPTIONS`.
+ending in its reward token (a short sequence for small models and long videos). Only ``none`` has
+VideoAlign's text; the others are vlmrm's own wording, so a model trained with VideoAlign's
+``detailed_special`` does not see the same text under vlmrm's ``detailed_special`` (docs/videoalign_checkpoints.md). Unlike
+VideoAlign's, none of them assumes the three dimensions VQ/MQ/TA: any ``eval_dim`` list works, with a
+generic description for names not in :data:`DIMENSION_DESCRIPTIONS`.
+
+A template can also be plain text (``prompt_template_file``, and VideoAlign's texts imported by
+``python -m vlmrm.convert videoalign``), stored in the checkpoint (``RewardSpec.prompt_template_text``);
+:func:`render_template_text` fills its placeholders.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from vlmrm.modeling.reward_model import reward_token
 
@@ -106,6 +113,39 @@ PROMPT_TEMPLATES: dict[str, TemplateFn] = {
 }
 
 
+PROMPT_PLACEHOLDER = "{prompt}"
+"""Where a text template takes the generation prompt (required)."""
+DIMENSIONS_PLACEHOLDER = "{dimensions}"
+"""Replaced by the evaluated dimensions' names joined with ", " (e.g. "visual quality, motion quality")."""
+REWARD_TOKEN_PLACEHOLDER = "{reward_token:%s}"
+"""``{reward_token:VQ}`` is replaced by the reward token of dimension VQ, ``<|VQ_reward|>``; the token
+itself may also be written literally."""
+
+
+def check_template_text(text: str, source: str) -> str:
+    """``text`` if it is a usable template; an error naming ``source`` (file or checkpoint) otherwise."""
+    if PROMPT_PLACEHOLDER not in text:
+        raise ValueError(f"{source}: prompt template has no {PROMPT_PLACEHOLDER} placeholder for the prompt")
+    return text
+
+
+def read_template_file(path: str | Path) -> str:
+    """The text of a ``prompt_template_file``, checked (read as UTF-8, kept byte for byte)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt_template_file: {path} does not exist")
+    return check_template_text(path.read_text(encoding="utf-8"), str(path))
+
+
+def render_template_text(text: str, prompt: str, dimensions: list[str]) -> str:
+    """Fill a text template by plain replacement (other braces stay as written): the dimension
+    placeholders first, ``{prompt}`` last, so a prompt that contains a placeholder is not expanded."""
+    for dim in dimensions:
+        text = text.replace(REWARD_TOKEN_PLACEHOLDER % dim, reward_token(dim))
+    text = text.replace(DIMENSIONS_PLACEHOLDER, ", ".join(describe(d)[0] for d in dimensions))
+    return text.replace(PROMPT_PLACEHOLDER, prompt)
+
+
 def register_template(name: str, fn: TemplateFn, overwrite: bool = False) -> None:
     """Add a template usable as ``prompt_template_type: name``."""
     if name in PROMPT_TEMPLATES and not overwrite:
@@ -119,6 +159,11 @@ def check_template(name: str) -> TemplateFn:
     return PROMPT_TEMPLATES[name]
 
 
-def build_prompt(prompt: str, dimensions: list[str], template_type: str) -> str:
-    """Render the text shown to the model for one video."""
+def build_prompt(
+    prompt: str, dimensions: list[str], template_type: str, template_text: str | None = None
+) -> str:
+    """Render the text shown to the model for one video: ``template_text`` when given (a text
+    template), else the named template."""
+    if template_text is not None:
+        return render_template_text(template_text, prompt, list(dimensions))
     return check_template(template_type)(prompt, list(dimensions))

@@ -60,11 +60,15 @@ def check_run_config(cfg: RunConfig) -> None:
     if cfg.training.loss_type == "reg":
         raise ConfigError("loss_type 'reg' needs numeric scores; CSV video pairs carry A/B/same labels only")
     if cfg.model.reward_token == "special":
-        text = build_prompt("x", cfg.data.eval_dim, cfg.data.prompt_template_type)
-        if not all(reward_token(d) in text for d in cfg.data.eval_dim):
+        text = build_prompt(
+            "x", cfg.data.eval_dim, cfg.data.prompt_template_type, cfg.data.prompt_template_text()
+        )
+        if not all(text.count(reward_token(d)) == 1 for d in cfg.data.eval_dim):
+            template = cfg.data.prompt_template_file or repr(cfg.data.prompt_template_type)
             raise ConfigError(
-                f"reward_token 'special': template {cfg.data.prompt_template_type!r} does not write the reward "
-                "tokens; use prompt_template_type: detailed_special or simple_special"
+                f"reward_token 'special': template {template} does not write each reward token once; "
+                "use prompt_template_type: detailed_special or simple_special, or write "
+                "{reward_token:DIM} once per dimension in the template file"
             )
 
 
