@@ -222,3 +222,32 @@ def test_eval_rm_missing_model_dir_is_one_line(tmp_path, data):
     assert error_lines(missing_dir.stderr) == [
         f"error: directory not found: {tmp_path / 'missing_run'} (key model_dirs)"
     ]
+
+
+def test_vtg_and_grm_model_paths_are_checked_before_loading(tmp_path):
+    """The other tasks call the same check first thing: no model loads, no output folder is made."""
+    from vlmrm.grm.evaluate import parse_grm_eval_config, run_grm_evaluation
+    from vlmrm.vtg.config import check_model_paths, load_vtg_task_config
+    from vlmrm.vtg.evaluate import parse_vtg_eval_config, run_vtg_evaluation
+
+    values = yaml.safe_load((ROOT / "training_configs" / "vtg_sft_tiny.yaml").read_text())
+    values["data_config"] = str(ROOT / values["data_config"])
+    values["model"]["name_or_path"] = "./no/such/vtg_model"
+    values["training"]["output_dir"] = str(tmp_path / "vtg")
+    sections = load_vtg_task_config(values=values).sections  # parsing alone does not check paths
+    with pytest.raises(
+        ConfigError, match=r"^directory not found: ./no/such/vtg_model \(key model.name_or_path\)$"
+    ):
+        check_model_paths(sections)
+    jsonl = tmp_path / "vtg.jsonl"
+    jsonl.write_text("")
+    vtg_eval = parse_vtg_eval_config(values={"annotation_file": str(jsonl), "model_dir": "./no/vtg_run"})
+    with pytest.raises(ConfigError, match=r"^directory not found: ./no/vtg_run \(key model_dir\)$"):
+        run_vtg_evaluation(vtg_eval)
+    out = tmp_path / "grm_eval"
+    grm_eval = parse_grm_eval_config(
+        values={"model_dir": "./no/grm_run", "data_path": f"t2v:{jsonl}", "output_dir": str(out)}
+    )
+    with pytest.raises(ConfigError, match=r"^directory not found: ./no/grm_run \(key model_dir\)$"):
+        run_grm_evaluation(grm_eval)
+    assert not out.exists()
