@@ -2,27 +2,52 @@
 
 Or ``./run_eval.sh [EVAL_CONFIG.yaml] [GPU]``. The config's ``task:`` picks the job: reward_model
 (default; keys and outputs: ``vlmrm/reward/evaluate.py``), vtg (``vlmrm/vtg/evaluate.py``) or grm
-(``vlmrm/grm/evaluate.py``).
+(``vlmrm/grm/evaluate.py``). ``--help`` lists every config key; ``CONFIG [--key value ...]
+--print_config`` prints the resolved config and exits without loading anything.
+
+Exit status: 0 when every checkpoint was evaluated; 1 when a model dir or checkpoint failed (with
+``keep_going: true`` after evaluating the rest; each failure is one ``error:`` line); 2 for a config
+or data error found before anything loaded.
 """
 
 import logging
 import sys
 
+from vlmrm.cli.help import HELP_FLAGS, PRINT_CONFIG_FLAG, render_config, render_help
 from vlmrm.cli.tasks import run_eval_task
 from vlmrm.core.config import ConfigError
-from vlmrm.core.problems import DataValidationError
+from vlmrm.core.problems import DataValidationError, EvaluationFailed
+
+EVALUATION_FAILED = 1
+"""Exit status when a model dir or checkpoint could not be evaluated (2 is a config error)."""
 
 
 def main(argv: list[str]) -> int:
+    if HELP_FLAGS & set(argv):
+        print(render_help(__doc__, evaluation=True))
+        return 0
     if not argv or argv[0].startswith("-"):
         print(__doc__, file=sys.stderr)
         return 2
+    if PRINT_CONFIG_FLAG in argv[1:]:
+        overrides = [token for token in argv[1:] if token != PRINT_CONFIG_FLAG]
+        try:
+            print(render_config(argv[0], overrides, evaluation=True), end="")
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     logging.basicConfig(format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         lines = run_eval_task(argv[0], argv[1:])
     except (ConfigError, DataValidationError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except EvaluationFailed as failed:
+        print("\n".join(failed.lines))
+        for failure in failed.failures:
+            print(f"error: {failure}", file=sys.stderr)
+        return EVALUATION_FAILED
     print("\n".join(lines))
     return 0
 

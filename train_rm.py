@@ -2,11 +2,14 @@
 (reward_model by default, vtg_sft, vtg_grpo, grm_sft: vlmrm.cli.tasks).
 
 Launch on several GPUs (or CPU processes) with ``./run_distributed.sh --gpus N --config CONFIG.yaml``.
+``--help`` lists every config key; ``CONFIG [--key value ...] --print_config`` prints the resolved
+config and exits without loading anything.
 """
 
 import logging
 import sys
 
+from vlmrm.cli.help import HELP_FLAGS, PRINT_CONFIG_FLAG, render_config, render_help
 from vlmrm.cli.tasks import run_train_task
 from vlmrm.core.config import ConfigError
 from vlmrm.core.problems import DataValidationError
@@ -14,9 +17,20 @@ from vlmrm.training.distributed import finish_distributed
 
 
 def main(argv: list[str]) -> int:
+    if HELP_FLAGS & set(argv):
+        print(render_help(__doc__, evaluation=False))
+        return 0
     if not argv or argv[0].startswith("-"):
         print(__doc__, file=sys.stderr)
         return 2
+    if PRINT_CONFIG_FLAG in argv[1:]:
+        overrides = [token for token in argv[1:] if token != PRINT_CONFIG_FLAG]
+        try:
+            print(render_config(argv[0], overrides, evaluation=False), end="")
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     logging.basicConfig(format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         metrics = run_train_task(argv[0], argv[1:])

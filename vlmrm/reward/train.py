@@ -28,7 +28,7 @@ from vlmrm.modeling.trainable import configure_trainable, parameter_summary
 from vlmrm.pairs.image_pairs import ImagePairDataset, load_image_pairs
 from vlmrm.pairs.video_pairs import VideoPairDataset, load_video_pairs
 from vlmrm.reward.collator import PairCollator
-from vlmrm.reward.config import RunConfig
+from vlmrm.reward.config import RunConfig, check_run_paths
 from vlmrm.reward.templates import build_prompt
 from vlmrm.reward.trainer import RewardTrainer
 from vlmrm.reward.validate import validate_run_data
@@ -43,11 +43,13 @@ FULL_MODEL_DIR = "full_model"
 
 
 def check_run_config(cfg: RunConfig) -> None:
-    """Checks that need the whole run (beyond the dataclass checks), before anything loads."""
+    """Checks that need the whole run (beyond the dataclass checks), before anything loads: a missing
+    path or an unreachable Hub id is one line in seconds, not a traceback after the model loaded."""
     if not cfg.model.model_name_or_path:
         raise ConfigError("model_name_or_path: required")
     if not cfg.data.meta_data:
         raise ConfigError("meta_data: required (the training CSV)")
+    check_run_paths(cfg)
     if cfg.data.margin_score_columns and (cfg.training.loss_type != "margin" or cfg.data.is_image_data()):
         raise ConfigError(
             "margin_score_columns: per-pair margins are for loss_type: margin on CSV video pairs; got "

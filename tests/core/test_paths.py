@@ -1,0 +1,129 @@
+"""vlmrm.core.paths: local path vs Hub id, and one clear line for each way a model path is wrong."""
+
+from __future__ import annotations
+
+import time
+
+import huggingface_hub.constants
+import pytest
+
+from vlmrm.core.paths import (
+    CACHE_PROBE_FILE,
+    check_directory,
+    check_file,
+    check_model_source,
+    hub_status,
+    in_hub_cache,
+    is_hub_id,
+    looks_local,
+)
+from vlmrm.core.problems import ConfigError
+
+UNCACHED_HUB_ID = "vlmrm-tests/no-such-model-anywhere"
+SLACK_S = 2.0
+"""Scheduling slack on top of a timeout on a shared CI machine."""
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/abs/model",
+        "./outputs/run",
+        "../outputs/run",
+        "~/models/qwen",
+        "outputs/run/checkpoint-4",  # more than one separator
+        "model.safetensors",
+        "data/train.csv",  # ends like a file
+        "outputs_run1",  # no org/name: not a Hub id the tasks accept
+        "org/name--x",
+        "org/../name",
+    ],
+)
+def test_local_looking_values(value):
+    assert looks_local(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct", "org/name_v1", "a-b/c.d-e"]
+)
+def test_hub_ids(value):
+    assert is_hub_id(value) and not looks_local(value)
+
+
+def test_a_missing_local_path_is_directory_not_found_naming_the_key():
+    with pytest.raises(ConfigError) as caught:
+        check_model_source("./no/such/model", "model_name_or_path")
+    assert str(caught.value) == "directory not found: ./no/such/model (key model_name_or_path)"
+    assert caught.value.key == "model_name_or_path"
+
+
+def test_an_existing_folder_and_none_pass(tmp_path):
+    check_model_source(str(tmp_path), "model_name_or_path")
+    check_model_source(None, "init_from")
+
+
+def test_an_uncached_hub_id_offline_is_one_line_in_seconds(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        check_model_source(UNCACHED_HUB_ID, "model_name_or_path")
+    assert time.monotonic() - start < SLACK_S
+    message = str(caught.value)
+    assert "\n" not in message and "HF_HUB_OFFLINE" in message
+    assert f"huggingface-cli download {UNCACHED_HUB_ID}" in message
+
+
+def test_an_uncached_hub_id_with_the_hub_out_of_reach_is_one_line(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://127.0.0.1")  # nothing listens on 443
+    with pytest.raises(ConfigError, match="the Hub cannot be reached") as caught:
+        check_model_source(UNCACHED_HUB_ID, "model_dir")
+    assert "\n" not in str(caught.value) and str(caught.value).startswith("model_dir: ")
+
+
+def test_a_repository_the_hub_does_not_know_is_a_typo(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr("vlmrm.core.paths.hub_status", lambda repo_id: "missing")
+    with pytest.raises(ConfigError, match="nor a model on the Hub"):
+        check_model_source(UNCACHED_HUB_ID, "model_name_or_path")
+
+
+def test_a_cached_hub_id_passes_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("vlmrm.core.paths.in_hub_cache", lambda repo_id: repo_id == UNCACHED_HUB_ID)
+    check_model_source(UNCACHED_HUB_ID, "model_name_or_path")
+
+
+def test_in_hub_cache_reads_the_cache_layout(tmp_path):
+    assert not in_hub_cache(UNCACHED_HUB_ID, cache_dir=tmp_path)
+    repo = tmp_path / ("models--" + UNCACHED_HUB_ID.replace("/", "--"))
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / CACHE_PROBE_FILE).write_text("{}")
+    assert in_hub_cache(UNCACHED_HUB_ID, cache_dir=tmp_path)
+
+
+def test_the_reachability_probe_is_bounded_by_its_timeout(monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://10.255.255.1")  # unroutable
+    timeout = 0.5
+    start = time.monotonic()
+    assert hub_status(UNCACHED_HUB_ID, timeout) == "unreachable"
+    assert time.monotonic() - start < timeout + SLACK_S
+
+
+def test_data_paths(tmp_path):
+    data = tmp_path / "train.csv"
+    data.write_text("x\n")
+    check_file(str(data), "meta_data")
+    check_directory(str(tmp_path), "data_dir")
+    check_file(None, "meta_data_test")
+    with pytest.raises(ConfigError, match=r"^file not found: .*nope\.csv \(key meta_data\)$"):
+        check_file(str(tmp_path / "nope.csv"), "meta_data")
+    with pytest.raises(ConfigError, match=r"^is a directory, not a file: .* \(key dataset_path\)$"):
+        check_file(str(tmp_path), "dataset_path")
+    with pytest.raises(ConfigError, match=r"^directory not found: .* \(key data_dir\)$"):
+        check_directory(str(data), "data_dir")
