@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
-import huggingface_hub.constants
 import pytest
 
+from tests.conftest import LOOPBACK_HUB_MODELS
 from vlmrm.core.paths import (
     CACHE_PROBE_FILE,
+    HUB_PROBE_TIMEOUT_S,
     check_directory,
     check_file,
     check_model_source,
@@ -20,6 +23,7 @@ from vlmrm.core.paths import (
 from vlmrm.core.problems import ConfigError
 
 UNCACHED_HUB_ID = "vlmrm-tests/no-such-model-anywhere"
+(KNOWN_HUB_ID,) = LOOPBACK_HUB_MODELS
 SLACK_S = 2.0
 """Scheduling slack on top of a timeout on a shared CI machine."""
 
@@ -73,21 +77,23 @@ def test_an_uncached_hub_id_offline_is_one_line_in_seconds(monkeypatch):
     assert f"huggingface-cli download {UNCACHED_HUB_ID}" in message
 
 
-def test_an_uncached_hub_id_with_the_hub_out_of_reach_is_one_line(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://127.0.0.1")  # nothing listens on 443
+def test_an_uncached_hub_id_with_the_hub_out_of_reach_is_one_line(closed_hub):
+    start = time.monotonic()
     with pytest.raises(ConfigError, match="the Hub cannot be reached") as caught:
         check_model_source(UNCACHED_HUB_ID, "model_dir")
+    assert time.monotonic() - start < HUB_PROBE_TIMEOUT_S
     assert "\n" not in str(caught.value) and str(caught.value).startswith("model_dir: ")
 
 
-def test_a_repository_the_hub_does_not_know_is_a_typo(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr("vlmrm.core.paths.hub_status", lambda repo_id: "missing")
-    with pytest.raises(ConfigError, match="nor a model on the Hub"):
+def test_a_repository_the_hub_does_not_know_is_a_typo(loopback_hub):
+    with pytest.raises(ConfigError, match="nor a model on the Hub") as caught:
         check_model_source(UNCACHED_HUB_ID, "model_name_or_path")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_model_the_hub_has_passes(loopback_hub):
+    assert hub_status(KNOWN_HUB_ID) == "found"
+    check_model_source(KNOWN_HUB_ID, "model_name_or_path")
 
 
 def test_a_cached_hub_id_passes_offline(monkeypatch):
@@ -107,12 +113,20 @@ def test_in_hub_cache_reads_the_cache_layout(tmp_path):
     assert in_hub_cache(UNCACHED_HUB_ID, cache_dir=tmp_path)
 
 
-def test_the_reachability_probe_is_bounded_by_its_timeout(monkeypatch):
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://10.255.255.1")  # unroutable
+def test_the_reachability_probe_is_bounded_by_its_timeout(silent_hub):
+    """A server that accepts the connection and never answers: the probe gives up after its timeout."""
     timeout = 0.5
     start = time.monotonic()
     assert hub_status(UNCACHED_HUB_ID, timeout) == "unreachable"
     assert time.monotonic() - start < timeout + SLACK_S
+
+
+def test_the_suite_reaches_no_host_beyond_loopback():
+    """The autouse guard of tests/conftest.py: a connection to any other address fails before a packet
+    is sent, so a test that would touch the network fails instead."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("192.0.2.1", 443))  # TEST-NET-1: refused by the guard, never dialled
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
 
 
 def test_data_paths(tmp_path):

@@ -440,9 +440,7 @@ def _evaluate_all(config: EvalConfig, out: Path) -> list[dict]:
                 logger.info("evaluating %s", checkpoint)
                 try:
                     model, processor = cache.load(checkpoint, config.base_model_path)
-                except (
-                    Exception
-                ) as err:  # any broken checkpoint: an error row (keep_going) or the one failure
+                except Exception as err:  # any broken checkpoint: an error row (keep_going) or the failure
                     logger.error("%s: cannot load: %s", checkpoint, err)
                     result = {"error": f"cannot load: {type(err).__name__}: {err}"}
                     if not config.keep_going:
