@@ -10,13 +10,13 @@ Exit status: 0 when every checkpoint was evaluated; 1 when a model dir or checkp
 or data error found before anything loaded.
 """
 
-import logging
 import sys
 
 from vlmrm.cli.help import HELP_FLAGS, PRINT_CONFIG_FLAG, render_config, render_help
 from vlmrm.cli.tasks import run_eval_task
 from vlmrm.core.config import ConfigError
 from vlmrm.core.problems import DataValidationError, EvaluationFailed
+from vlmrm.training.distributed import setup_logging
 
 EVALUATION_FAILED = 1
 """Exit status when a model dir or checkpoint could not be evaluated (2 is a config error)."""
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         return 0
-    logging.basicConfig(format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     try:
         lines = run_eval_task(argv[0], argv[1:])
     except (ConfigError, DataValidationError) as err:

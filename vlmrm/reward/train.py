@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
 from vlmrm.core.config import ConfigError
+from vlmrm.core.tables import summary_table
 from vlmrm.media.frame_cache import frame_cache_from_config
 from vlmrm.media.processor import image_factor
 from vlmrm.media.sampling import FrameSampling
@@ -31,7 +32,7 @@ from vlmrm.reward.collator import PairCollator
 from vlmrm.reward.config import RunConfig, check_run_paths
 from vlmrm.reward.templates import build_prompt
 from vlmrm.reward.trainer import RewardTrainer
-from vlmrm.reward.validate import validate_run_data
+from vlmrm.reward.validate import DATA_SUMMARY_FILE, validate_run_data
 from vlmrm.training.callbacks import EpochSetter
 from vlmrm.training.distributed import init_deepspeed_comm
 from vlmrm.training.run import early_stopping, prepare_run, start_training, with_run_metrics
@@ -214,6 +215,24 @@ def reward_normalization(trainer, dataset, eval_dim: list[str], max_pairs: int |
     }
 
 
+def write_data_summary(output_dir: Path, reports) -> Path:
+    """The validation summaries as JSON (:data:`DATA_SUMMARY_FILE`): the log shows them as tables."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / DATA_SUMMARY_FILE
+    path.write_text(json.dumps({report.file: report.summary for report in reports}, indent=2) + "\n")
+    return path
+
+
+def ddp_unused_parameters(args) -> None:
+    """``ddp_find_unused_parameters`` False unless set: every trainable parameter of a reward model
+    reaches the loss (LoRA layers, the head with its tie parameters, a trainable vision tower or
+    merger, the embedding rows; ``lm_head`` is frozen, :func:`~vlmrm.modeling.trainable.group_trainability`), so DDP's search
+    for unused ones would only cost a graph walk per step and warn that it found none. HF's own
+    default turns the search on for a PEFT model."""
+    if args.ddp_find_unused_parameters is None:
+        args.ddp_find_unused_parameters = False
+
+
 def skipped_counts(reports) -> dict[str, int]:
     """``skipped_pairs_<file name>`` for every data file whose bad lines were skipped (``on_bad_sample: skip``)."""
     counts = {}
@@ -235,7 +254,10 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
     train_report = reports[0]
     args = cfg.training
     init_deepspeed_comm(args)
+    ddp_unused_parameters(args)
     checkpoint = prepare_run(args)  # seeds before the model is built
+    if args.process_index == 0:
+        write_data_summary(Path(args.output_dir), reports)
     model, processor = build_reward_model(cfg.model, cfg.data, args)
     if args.disable_dropout:
         from trl.trainer.utils import disable_dropout_in_model
@@ -278,7 +300,7 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
             trainer, train_dataset, cfg.data.eval_dim, args.normalization_pairs
         )
         attach_spec(backbone_config, spec)
-        logger.info("reward normalisation (training pairs): %s", spec.normalization)
+        logger.info("%s", summary_table("reward normalisation (training pairs)", spec.normalization))
     trainer.save_model(args.output_dir)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
     if trainer.is_world_process_zero():

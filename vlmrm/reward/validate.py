@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from vlmrm.core.problems import ValidationReport, enforce_bad_sample_policy, errors
+from vlmrm.core.tables import summary_table
 from vlmrm.media.sampling import FrameSampling
 from vlmrm.media.video import resolve_backend
 from vlmrm.pairs.validate import validate_image_pairs, validate_video_pairs
 
 logger = logging.getLogger(__name__)
 
+DATA_SUMMARY_FILE = "data_summary.json"
+"""``{data file: validation summary}`` of a run, in its output dir."""
+
 
 def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport]:
     """Validate ``meta_data`` and ``meta_data_test`` of a run before any model is loaded: every problem
-    is logged, then the run stops (``on_bad_sample: error``, or a file-level problem) or the bad
+    is logged, each file's summary as a short table (the JSON: :data:`DATA_SUMMARY_FILE` in the output
+    dir, written by the run), then the run stops (``on_bad_sample: error``, or a file-level problem) or the bad
     lines are left to be skipped and counted (``skip``; see ``summary["bad_lines"]``)."""
     data = run_config.data
     paths = [path for path in (data.meta_data, data.meta_data_test) if path]
@@ -43,7 +47,7 @@ def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport
         for problem in report.problems:
             stops = problem.severity == "error" and data.on_bad_sample == "error"
             (logger.error if stops else logger.warning)("%s", problem)
-        logger.info("%s: %s", report.file, json.dumps(report.summary))
+        logger.info("%s", summary_table(f"data: {report.file}", report.summary))
     enforce_bad_sample_policy([p for r in reports for p in errors(r.problems, strict)], data.on_bad_sample)
     for report in reports:
         if report.summary.get("bad_lines"):
