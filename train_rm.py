@@ -8,7 +8,7 @@ config and exits without loading anything.
 
 import sys
 
-from vlmrm.cli.help import HELP_FLAGS, PRINT_CONFIG_FLAG, render_config, render_help
+from vlmrm.cli.help import answer_without_running
 from vlmrm.cli.tasks import run_train_task
 from vlmrm.core.config import ConfigError
 from vlmrm.core.problems import DataValidationError
@@ -16,20 +16,9 @@ from vlmrm.training.distributed import finish_distributed, process_rank, setup_l
 
 
 def main(argv: list[str]) -> int:
-    if HELP_FLAGS & set(argv):
-        print(render_help(__doc__, evaluation=False))
-        return 0
-    if not argv or argv[0].startswith("-"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    if PRINT_CONFIG_FLAG in argv[1:]:
-        overrides = [token for token in argv[1:] if token != PRINT_CONFIG_FLAG]
-        try:
-            print(render_config(argv[0], overrides, evaluation=False), end="")
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        return 0
+    answered = answer_without_running(argv, __doc__, evaluation=False)
+    if answered is not None:
+        return answered
     setup_logging()
     try:
         metrics = run_train_task(argv[0], argv[1:])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import shutil
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -165,3 +166,30 @@ def render_config(path: str | Path, overrides: list[str], evaluation: bool) -> s
     table, default = (EVAL_CONFIGS, DEFAULT_EVAL_TASK) if evaluation else (TRAIN_CONFIGS, DEFAULT_TRAIN_TASK)
     resolved = pick(table, path, default)(str(path), overrides)
     return yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
+
+
+USAGE_ERROR = 2
+"""Exit status of a usage or config error, as the entry scripts use it."""
+
+
+def answer_without_running(argv: list[str], usage: str, evaluation: bool) -> int | None:
+    """What ``train_rm.py`` / ``eval_rm.py`` answer before running a job: ``--help`` (anywhere) prints
+    the keys and 0; no config prints the usage and :data:`USAGE_ERROR`; ``CONFIG ... --print_config``
+    prints the resolved config and 0 (a config error: one line and :data:`USAGE_ERROR`). None: run."""
+    if HELP_FLAGS & set(argv):
+        print(render_help(usage, evaluation))
+        return 0
+    if not argv or argv[0].startswith("-"):
+        print(usage, file=sys.stderr)
+        return USAGE_ERROR
+    if PRINT_CONFIG_FLAG not in argv[1:]:
+        return None
+    from vlmrm.core.config import ConfigError
+
+    overrides = [token for token in argv[1:] if token != PRINT_CONFIG_FLAG]
+    try:
+        print(render_config(argv[0], overrides, evaluation), end="")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import torch
 
@@ -18,20 +19,36 @@ def process_rank() -> int:
     return int(os.environ.get(RANK_ENV, "0"))
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record comes, not as it was when the handler was
+    made, so a stderr redirected later (a caller's capture, a test) still gets the log."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        """``StreamHandler.__init__`` assigns the stream; the property always reads the current one."""
+
+
 def setup_logging(rank: int | None = None) -> None:
     """One log for all ranks: rank 0 prints info and above; every other rank only warnings and errors,
     each line prefixed ``[rank N]``, so N processes print the summaries once, not N times.
 
     The filter is the handler's level, so it also applies to what transformers logs (its own handler
     is replaced by propagation to this one) and to Python warnings (captured into logging). The
-    root logger stays at INFO: a rank's warnings keep their source logger's name."""
+    root logger is set to INFO; handlers installed by others (a caller's, pytest's) are left alone."""
     rank = process_rank() if rank is None else rank
-    handler = logging.StreamHandler()
+    handler = CurrentStderrHandler()
     handler.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     handler.setFormatter(logging.Formatter(("" if rank == 0 else f"[rank {rank}] ") + LOG_FORMAT))
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in [h for h in root.handlers if isinstance(h, CurrentStderrHandler)]:
+        root.removeHandler(old)  # a second call replaces the first; other handlers stay
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
