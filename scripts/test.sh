@@ -6,7 +6,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/bootstrap.sh" || exit 1
 cd "$ROOT" || exit 1
-.venv/bin/python -m pytest -m "" "$@"
+.venv/bin/python -m pytest -m "" --durations=30 "$@"
 status=$?
 if [[ $status -eq 5 ]]; then
   echo "pytest collected no tests: treated as a failure" >&2
