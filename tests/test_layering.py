@@ -27,6 +27,7 @@ LAYERS = {
     "vtg": 4,
     "grm": 4,
     "cli": 5,
+    "serve": 5,
 }
 ENTRY_PACKAGES = {"data"}
 """Subpackages holding only command entry modules kept under their documented names."""

@@ -27,6 +27,11 @@ pytestmark = pytest.mark.slow
             ["--pairs", "8", "--batch", "4", "--passes", "1", "--repeats", "1"],
             r"ratio loader \(2 workers, cached\) / train step: [\d.]+x",
         ),
+        (
+            "serve_throughput.py",
+            ["--clients", "2", "--requests", "1"],
+            r"ratio batched / batch 1: throughput [\d.]+x",
+        ),
     ],
 )
 def test_benchmark_runs_and_prints_its_ratio(script, args, ratio):

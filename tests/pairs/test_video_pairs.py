@@ -122,4 +122,4 @@ def test_dataset_decodes_both_sides(make_csv, make_video):
     assert item["video_A"].indices == [0, 5, 10, 15]  # 2 s at 2 fps = 4 frames (also the minimum)
     assert item["video_B"].indices == [0, 6, 12, 17, 23, 29]
     assert item["video_A"].frames.shape == (4, 3, 56, 56)
-    assert item["prompt"] == "a red square" and item["pair_id"] == 0
+    assert item["prompt"] == "a red square" and item["pair_id"] == 2  # the CSV line (header = line 1)

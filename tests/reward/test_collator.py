@@ -1,5 +1,7 @@
 """The collator builds real processor inputs for both sides of each pair (every tiny family)."""
 
+import re
+
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -55,7 +57,7 @@ def test_collated_batch_runs_through_the_backbone(family, pair_dataset, tiny_cac
 
     assert batch["input_ids"].shape[0] == 4  # 2 pairs -> A, A, B, B
     assert torch.equal(batch["labels"], torch.tensor([[1.0, -1.0, 0.0], [-1.0, 0.0, 1.0]]))
-    assert batch["pair_ids"].tolist() == [0, 1]
+    assert batch["pair_ids"].tolist() == [2, 3]  # CSV lines (header = line 1)
     # grid (frames / temporal patch, 2, 2): pair 0's A has 4 frames, its B 6; pair 1 the reverse
     assert batch["video_grid_thw"][:, 0].tolist() == [2, 3, 3, 2]
     merge = processor.video_processor.merge_size
@@ -80,11 +82,12 @@ def test_prompt_template_reaches_the_text(pair_dataset, tiny_cache):
     assert text.rstrip().endswith("assistant")
 
 
-def test_over_long_pairs_are_an_error_naming_the_pair(pair_dataset, tiny_cache):
+def test_over_long_pairs_are_an_error_naming_file_and_line(pair_dataset, tiny_cache):
     processor = AutoProcessor.from_pretrained(tiny_checkpoint("qwen2_vl", cache_dir=tiny_cache))
     dataset = pair_dataset(processor)
     collator = PairCollator(processor, DIMS, "simple", max_length=30)
-    with pytest.raises(ValueError, match=r"max_length=30 \(pair row 0: \d+ tokens, pair row 1: \d+ tokens\)"):
+    csv = re.escape(str(dataset.table.source))
+    with pytest.raises(ValueError, match=rf"max_length=30 \({csv}:2: \d+ tokens, {csv}:3: \d+ tokens\)"):
         collator([dataset[0], dataset[1]])
 
 

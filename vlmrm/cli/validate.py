@@ -3,6 +3,7 @@
 CLI::
 
     python -m vlmrm.data.validate --file train.csv --data_dir DIR [--eval_dim VQ MQ TA] [--strict]
+        [--decode header|sampled|all]
     python -m vlmrm.data.validate --config training_configs/quickstart_cpu.yaml
     python -m vlmrm.data.validate --file pairs.jsonl [--image_dir DIR]      # JSONL image pairs
     python -m vlmrm.data.validate --task vtg --file data.jsonl [--video_dir DIR]   # VTG annotations
@@ -11,12 +12,16 @@ CLI::
 Errors (exit status 1): CSV not found or unparsable, a line that is not UTF-8, missing column,
 unknown label, empty path, missing / empty / unreadable / truncated video, no video stream (audio
 only), fewer frames than ``min_frames`` / ``num_frames``, frames larger than ``MAX_VIDEO_PIXELS``,
+frames whose resized size is degenerate or whose aspect ratio qwen-vl-utils refuses, frames the
+backend fails to decode (``--decode sampled`` / ``all``),
 and (``--restrict_paths``) a media path resolving outside the data folder. What a file holds
 decides, not its extension.
 Warnings (exit 0 unless ``--strict``): duplicate rows, ``fps_*`` / ``num_frames_*`` columns that
 disagree with the file (the model would see other frames than the CSV author expects).
 JSONL image pairs (:mod:`vlmrm.pairs.image_pairs`): invalid JSON, unknown layout, missing field,
-wrong type, bad label, ranking not a permutation, missing or undecodable image — all errors.
+wrong type, bad label, ranking not a permutation, missing or undecodable image (also one over
+PIL's decompression-bomb limit), an aspect ratio the processor refuses, a text holding a lone UTF-16
+surrogate — all errors.
 VTG annotations (:mod:`vlmrm.vtg.annotations`): invalid JSON, missing field, wrong type, bad timestamp
 or trim window, missing / unreadable video, window outside the file, declared duration off the
 clip's length — errors; a repeated ``qid`` — warning.
@@ -90,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_dim", nargs="+", default=["VQ", "MQ", "TA"])
     parser.add_argument("--no_use_tied_data", action="store_true", help="drop all-tie rows (counted)")
     parser.add_argument("--video_backend", default="auto", choices=["auto", "decord", "pyav", "torchcodec"])
+    parser.add_argument(
+        "--decode",
+        choices=["header", "sampled", "all"],
+        help="how much of each video to decode: header (default; probe + truncated index), sampled "
+        "(the frames training samples), all (every frame: damage in the middle of a stream); "
+        "default with --config: its validate_decode",
+    )
     parser.add_argument("--fps", type=float, default=FrameSampling.fps)
     parser.add_argument("--num_frames", type=int)
     parser.add_argument(
@@ -115,11 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         restrict = data.restrict_paths or args.restrict_paths
         sampling, backend_name = FrameSampling.from_data_config(data), data.video_backend
         score_columns = data.margin_score_columns
+        decode = args.decode or data.validate_decode
     elif args.file:
         files, eval_dim, data_dir, tied = args.file, args.eval_dim, args.data_dir, not args.no_use_tied_data
         restrict = args.restrict_paths
         sampling, backend_name = FrameSampling(fps=args.fps, num_frames=args.num_frames), args.video_backend
         score_columns = None
+        decode = args.decode or "header"
     else:
         _parser().error("give --file CSV or --config YAML")
     backend = None
@@ -131,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             backend = backend or resolve_backend(backend_name)
             report = validate_video_pairs(
-                path, eval_dim, data_dir, tied, sampling, backend, restrict, score_columns
+                path, eval_dim, data_dir, tied, sampling, backend, restrict, score_columns, decode
             )
         failed |= print_report(report, path, args)
     print("FAILED" if failed else "OK", file=sys.stderr)

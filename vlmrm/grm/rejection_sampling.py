@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image
-
 from vlmrm.grm.engines import (
     ENGINES,
     VLLM_PACKAGE,
@@ -52,6 +50,7 @@ from vlmrm.grm.engines import (
 from vlmrm.grm.instructions import default_instruction, fill_instruction, load_instruction
 from vlmrm.grm.parsing import Verdict, filtered_record, shown_items
 from vlmrm.grm.sources import GRMSample
+from vlmrm.media.image import ImageLoadError, open_image
 from vlmrm.media.sampling import DEFAULT_VIDEO_FPS, QWEN2_IMAGE_FACTOR, FrameSampling
 from vlmrm.media.video import VideoDecodeError, load_video, resolve_backend
 
@@ -95,11 +94,6 @@ class MediaSettings:
     video_fps: float = DEFAULT_VIDEO_FPS
     image_factor: int = QWEN2_IMAGE_FACTOR
     video_backend: str = "auto"
-
-
-def open_image(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
 
 
 def load_visuals(paths: list[Path], media: str, settings: MediaSettings) -> list:
@@ -226,7 +220,7 @@ class SamplingJob:
             order = shown_order(self.seed, sample.sample_id)
             try:
                 visuals = load_visuals(list(shown_items(sample, order)), sample.media, media)
-            except (OSError, VideoDecodeError) as err:  # PIL's UnidentifiedImageError is an OSError
+            except (ImageLoadError, VideoDecodeError) as err:
                 logger.warning("sample %s: %s", sample.sample_id, err)
                 lines.append(processed_line(sample, order, "media_error", error=str(err)))
                 continue

@@ -34,10 +34,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers import ProcessorMixin
 
 from vlmrm.core.problems import DataValidationError, Problem
+from vlmrm.media.image import open_image
 from vlmrm.media.processor import video_kwargs
 from vlmrm.media.sampling import FrameSampling
 from vlmrm.media.video import load_video, resolve_backend
@@ -229,11 +229,7 @@ class GRMSFTDataset(torch.utils.data.Dataset):
 
     def load_visuals(self, example: SFTExample) -> list:
         if example.media == "image":
-            visuals = []
-            for path in example.paths:
-                with Image.open(path) as image:
-                    visuals.append(image.convert("RGB"))
-            return visuals
+            return [open_image(path) for path in example.paths]
         sampling = self.limits.frame_sampling(example.video_fps or self.limits.video_fps)
         return [load_video(path, sampling, self.backend, self.factor) for path in example.paths]
 

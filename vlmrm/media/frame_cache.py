@@ -38,8 +38,9 @@ from vlmrm.media.video import DecodedVideo, VideoBackend, VideoInfo, load_video
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 2
-"""Bump when the stored layout or the frame pipeline changes: old entries stop matching."""
+CACHE_FORMAT_VERSION = 3
+"""Bump when the stored layout or the frame pipeline changes: old entries stop matching (3: PyAV
+applies rotation metadata, so rotated clips cached by PyAV under 2 were stored sideways)."""
 ENTRY_SUFFIX = ".frames"
 ENTRY_MAGIC = b"VLMRMFC2"
 HEADER_LENGTH_BYTES = 4

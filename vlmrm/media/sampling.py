@@ -220,10 +220,26 @@ def resized_frame_size(
     height: int, width: int, sampling: FrameSampling, factor: int, nframes: int
 ) -> tuple[int, int]:
     """``fetch_video``'s frame size: ``smart_resize`` to multiples of ``factor`` (28 for Qwen2/2.5-VL,
-    32 for Qwen3-VL) within :meth:`FrameSampling.pixel_bounds` of an ``nframes``-frame video."""
+    32 for Qwen3-VL) within :meth:`FrameSampling.pixel_bounds` of an ``nframes``-frame video.
+
+    ValueError where training could not use the frames: an absolute aspect ratio over
+    qwen-vl-utils' ``MAX_RATIO`` (200), or a side rounded to 0 pixels (``smart_resize`` floors
+    ``side / sqrt(h w / max_pixels)`` to the factor: a 1:150 frame under a 105k-pixel cap has
+    ``sqrt(105369 / 150) = 26.5`` < 28 pixels on its short side)."""
     from qwen_vl_utils import vision_process
 
+    if min(height, width) < 1:
+        raise ValueError(f"frames of {width}x{height} pixels are empty")
     min_pixels, max_pixels = sampling.pixel_bounds(nframes, factor)
-    return vision_process.smart_resize(
-        height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels
-    )
+    try:
+        resized = vision_process.smart_resize(
+            height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels
+        )
+    except ValueError as err:
+        raise ValueError(f"frames of {width}x{height}: {err} (qwen-vl-utils refuses them)") from err
+    if min(resized) < factor:
+        raise ValueError(
+            f"frames of {width}x{height} resize to {resized[1]}x{resized[0]} under max_frame_pixels "
+            f"{max_pixels:g}: degenerate (aspect ratio too extreme for the pixel budget)"
+        )
+    return resized

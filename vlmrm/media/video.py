@@ -16,6 +16,11 @@ even heights bit-identical (odd widths too); odd heights a mean |difference| of 
 to 59-68 / 255 on random noise and up to 104 / 255 at sharp colour edges (chroma bleeds over by one pixel). Train
 and score with one backend (``video_backend``; the frame cache keys on it) when that matters.
 decord 0.6 also fails on some odd sizes (a 75x48 clip decodes 100 rows high: a copy-size error).
+
+Rotation metadata (the display matrix a phone writes for a portrait clip) is applied by every
+backend, so frames are upright as a player shows them whichever decoder reads them: decord applies
+it itself, PyAV's frames carry it (``VideoFrame.rotation``, counter-clockwise degrees) and are
+turned here with ``np.rot90(frame, rotation / 90)``; :class:`VideoInfo` reports the displayed size.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import importlib.util
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -125,6 +130,32 @@ def _decord_read(path: str, indices: list[int]) -> np.ndarray:
     return reader.get_batch(indices).asnumpy()
 
 
+RIGHT_ANGLE = 90
+"""Display rotations are multiples of 90 degrees; ``np.rot90`` turns by one quarter per step."""
+
+
+def _quarter_turns(rotation: float) -> int:
+    """Counter-clockwise quarter turns of a display rotation in degrees (-90 -> 3)."""
+    return round(rotation / RIGHT_ANGLE) % 4
+
+
+def _displayed(frame) -> np.ndarray:
+    """A PyAV frame as RGB, turned upright by its display rotation (as decord and players do)."""
+    pixels = frame.to_ndarray(format="rgb24")
+    turns = _quarter_turns(frame.rotation)
+    return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
+
+
+def _pyav_rotation(path: str) -> int:
+    """Quarter turns of the first video frame (the display matrix applies to the whole stream)."""
+    import av
+
+    with av.open(path) as container:
+        for frame in container.decode(container.streams.video[0]):
+            return _quarter_turns(frame.rotation)
+    return 0
+
+
 def _pyav_info(path: str) -> VideoInfo:
     import av
 
@@ -134,7 +165,10 @@ def _pyav_info(path: str) -> VideoInfo:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
-        return VideoInfo(int(total), fps, int(stream.height), int(stream.width))
+        height, width = int(stream.height), int(stream.width)
+    if _pyav_rotation(path) % 2:
+        height, width = width, height
+    return VideoInfo(int(total), fps, height, width)
 
 
 def _pyav_read(path: str, indices: list[int]) -> np.ndarray:
@@ -150,7 +184,7 @@ def _pyav_read(path: str, indices: list[int]) -> np.ndarray:
         position = 0
         for frame in container.decode(stream):
             if position in wanted:
-                by_index[position] = frame.to_ndarray(format="rgb24")
+                by_index[position] = _displayed(frame)
             position += 1
             if position > wanted[-1]:
                 break
@@ -296,6 +330,37 @@ def video_truncation(path: str | Path) -> str | None:
     return None
 
 
+DecodeCheck = Literal["header", "sampled", "all"]
+"""How much of each video validation decodes: ``header`` probes (frame count, rate, size, truncated
+index), ``sampled`` also decodes the frames training samples (uniform sampling), ``all`` decodes
+every frame, for damage in the middle of a stream that a probe cannot see."""
+
+DECODE_CHUNK_FRAMES = 64
+"""``decode: all`` reads this many frames per backend call, so memory stays one chunk of frames."""
+
+
+def decode_problem(
+    path: str | Path, info: VideoInfo, backend: VideoBackend, decode: DecodeCheck, indices: list[int]
+) -> str | None:
+    """Why ``backend`` fails to decode the frames ``decode`` asks for, or None. ``indices``: the
+    frames training samples (``sampled``); ``all`` reads ``range(total_frames)`` in chunks."""
+    if decode == "header":
+        return None
+    wanted = indices if decode == "sampled" else list(range(info.total_frames))
+    for start in range(0, len(wanted), DECODE_CHUNK_FRAMES):
+        chunk = wanted[start : start + DECODE_CHUNK_FRAMES]
+        try:
+            frames = backend.read(str(path), chunk)
+        except Exception as err:  # noqa: BLE001 - any decoder failure is this file's problem
+            return f"decoding frames {chunk[0]}-{chunk[-1]} failed with {backend.name}: {err}"
+        if frames.shape[0] != len(chunk) or frames.shape[1:3] != (info.height, info.width):
+            return (
+                f"{backend.name} returned {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} "
+                f"for frames {chunk[0]}-{chunk[-1]}; expected {len(chunk)} of {info.width}x{info.height}"
+            )
+    return None
+
+
 def load_video(
     path: str | Path,
     sampling: FrameSampling,
@@ -314,6 +379,33 @@ def load_video(
     except Exception as err:
         raise VideoDecodeError(path, f"decoding failed with {backend.name}: {err}") from err
     frames = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2)  # (T, 3, H, W)
-    size = resized_frame_size(frames.shape[-2], frames.shape[-1], sampling, image_factor, len(indices))
-    sample_fps = len(indices) / max(info.total_frames, 1) * info.fps
-    return DecodedVideo(resize_frames(frames, size), indices, info, sample_fps)
+    size = _frame_size(path, frames.shape[-2], frames.shape[-1], sampling, image_factor, len(indices))
+    return DecodedVideo(resize_frames(frames, size), indices, info, _sample_fps(indices, info))
+
+
+def _frame_size(path, height: int, width: int, sampling: FrameSampling, factor: int, nframes: int):
+    try:
+        return resized_frame_size(height, width, sampling, factor, nframes)
+    except ValueError as err:
+        raise VideoDecodeError(path, str(err)) from err
+
+
+def _sample_fps(indices: list[int], info: VideoInfo) -> float:
+    """Frames per second of the sampled frames: n / total x fps."""
+    return len(indices) / max(info.total_frames, 1) * info.fps
+
+
+def placeholder_video(
+    path: str | Path, sampling: FrameSampling, backend: VideoBackend, image_factor: int = QWEN2_IMAGE_FACTOR
+) -> DecodedVideo:
+    """What :func:`load_video` returns with uniform sampling, black pixels, nothing decoded: the
+    same frame count, size and metadata, so the processor gives the same tokens (sequence lengths
+    at validation)."""
+    info = probe_video(path, backend)
+    try:
+        indices = sample_frame_indices(info.total_frames, info.fps, replace(sampling, sample_type="uniform"))
+    except ValueError as err:
+        raise VideoDecodeError(path, str(err)) from err
+    height, width = _frame_size(path, info.height, info.width, sampling, image_factor, len(indices))
+    frames = torch.zeros((len(indices), 3, height, width), dtype=torch.uint8)
+    return DecodedVideo(frames, indices, info, _sample_fps(indices, info))

@@ -94,6 +94,16 @@ def build_spec(model_cfg, data_cfg, training_args, reward_token_ids: list[int]) 
     )
 
 
+def build_processor(model_cfg, data_cfg) -> tuple[ProcessorMixin, int, list[int]]:
+    """The processor of a new run, (processor, tokenizer size before the reward tokens, their ids):
+    with ``use_special_tokens`` the reward tokens are added, so lengths counted with it (validation)
+    are the model's."""
+    processor = AutoProcessor.from_pretrained(model_cfg.model_name_or_path)
+    num_original = len(processor.tokenizer)
+    token_ids = add_reward_tokens(processor, data_cfg.eval_dim) if model_cfg.use_special_tokens else []
+    return processor, num_original, token_ids
+
+
 def build_reward_model(model_cfg, data_cfg, training_args):
     """Backbone from ``model_name_or_path`` + fresh head; returns (model, processor).
 
@@ -101,9 +111,7 @@ def build_reward_model(model_cfg, data_cfg, training_args):
     so the saved processor and the model agree on their ids.
     """
     path = model_cfg.model_name_or_path
-    processor = AutoProcessor.from_pretrained(path)
-    num_original = len(processor.tokenizer)
-    token_ids = add_reward_tokens(processor, data_cfg.eval_dim) if model_cfg.use_special_tokens else []
+    processor, num_original, token_ids = build_processor(model_cfg, data_cfg)
     spec = build_spec(
         model_cfg, data_cfg, training_args, token_ids if model_cfg.reward_token == "special" else []
     )

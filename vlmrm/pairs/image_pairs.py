@@ -14,7 +14,9 @@ One JSON object per line; the schema is detected per line (or forced with ``data
     prompt, two images, scored like a video pair (no response text).
 
 An image ``ref`` is a path (relative to ``image_dir``, else to the JSONL's folder) or inline base64
-(``data:image/...;base64,...``). Labels follow docs/reward_math.md, "Labels": one preference per pair, read
+(``data:image/...;base64,...``; only that prefix marks base64, as in qwen-vl-utils, so a long file
+name is never mistaken for image data). Images open as :func:`vlmrm.media.image.open_image` does.
+Labels follow docs/reward_math.md, "Labels": one preference per pair, read
 as the single dimension of ``eval_dim``.
 """
 
@@ -22,23 +24,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from vlmrm.core.problems import Problem, encoding_message, path_escape, skip_bad_lines
+from vlmrm.media.image import ImageLoadError, open_image, processor_size_problem
 from vlmrm.pairs.labels import LABEL_VALUES
+from vlmrm.pairs.samples import BadSampleGuard, load_column
 
 SCHEMAS = ("chosen_rejected", "ranking", "image_preference")
-DATA_URL_PREFIX = "data:image/"
-BASE64_MIN_LENGTH = 64
-"""A string this long without a path separator or image suffix is read as raw base64."""
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+RESPONSE_FIELDS = {
+    "chosen_rejected": ("chosen", "rejected"),
+    "ranking": ("response[0]", "response[1]"),
+    "image_preference": (),
+}
+"""The JSON field of side A's and side B's response text in each schema (messages name it)."""
+DATA_URL_PREFIX = "data:image"
+"""qwen-vl-utils' marker of inline base64 images; any other string is a path."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +56,7 @@ class ImageRef:
     data: bytes | None = None
 
     def open(self) -> Image.Image:
-        source = self.path if self.path is not None else io.BytesIO(self.data)
-        with Image.open(source) as image:
-            return image.convert("RGB")
+        return open_image(self.path if self.path is not None else self.data)
 
     def __str__(self) -> str:
         return str(self.path) if self.path is not None else f"<inline image, {len(self.data)} bytes>"
@@ -118,12 +123,6 @@ def _image_ref(value, field_name: str, root: Path, problems: list, restrict: boo
     payload = None
     if value.startswith(DATA_URL_PREFIX):
         payload = value.split(",", 1)[1] if "," in value else ""
-    elif (
-        len(value) >= BASE64_MIN_LENGTH
-        and "/" not in value[:64]
-        and Path(value).suffix.lower() not in IMAGE_SUFFIXES
-    ):
-        payload = value
     if payload is not None:
         try:
             return ImageRef(data=base64.b64decode(payload, validate=True))
@@ -310,8 +309,42 @@ def parse_image_pair_jsonl(
 
 
 def image_pair_problems(table: ImagePairTable) -> list[Problem]:
-    """Every problem of a parsed file: its line problems, then each missing or undecodable image."""
-    return table.problems + check_images(table)
+    """Every problem of a parsed file: its line problems, texts no tokenizer encodes, then each
+    missing, undecodable or processor-refused image."""
+    texts = [
+        problem
+        for pair in table.pairs
+        for problem in text_problems(
+            str(table.source),
+            pair.line,
+            {
+                "prompt": pair.prompt,
+                **dict(zip(RESPONSE_FIELDS[pair.schema], (pair.side_a.response, pair.side_b.response))),
+            },
+        )
+    ]
+    return table.problems + texts + check_images(table)
+
+
+def text_problems(file: str, line: int, texts: dict[str, str | None]) -> list[Problem]:
+    """A text the tokenizer cannot take: tokenizers encode UTF-8, which has no lone UTF-16 surrogate
+    (JSON ``"\\ud800"`` decodes to one), so ``str.encode("utf-8")`` fails exactly where they would."""
+    problems = []
+    for column, text in texts.items():
+        try:
+            (text or "").encode("utf-8")
+        except UnicodeEncodeError as err:
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    column,
+                    f"character {err.start + 1} is a lone UTF-16 surrogate (U+{ord(text[err.start]):04X}); "
+                    "no tokenizer can encode it",
+                    kind="bad_text",
+                )
+            )
+    return problems
 
 
 def check_images(table: ImagePairTable) -> list[Problem]:
@@ -334,10 +367,11 @@ def _image_error(ref: ImageRef) -> str | None:
     if ref.path is not None and not ref.path.is_file():
         return f"image file not found: {ref.path}"
     try:
-        ref.open()
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        return f"cannot decode image {ref}: {type(err).__name__}"
-    return None
+        image = ref.open()
+    except ImageLoadError as err:
+        return f"cannot decode image {ref}: {err}"
+    size = processor_size_problem(image.height, image.width)
+    return f"{ref}: {size}" if size else None
 
 
 def matched_side(pair: ImagePair) -> ImageSide:
@@ -358,11 +392,16 @@ def image_description(pair: ImagePair) -> str:
     return " ".join((response if response is not None else prompt).split()).lower()
 
 
+def _open_all(column: str, refs) -> list[Image.Image]:
+    return [load_column(column, ref.open) for ref in refs]
+
+
 class ImagePairDataset(torch.utils.data.Dataset):
     """Opens the images of a pair in ``__getitem__`` (DataLoader workers do the decoding).
 
     Item: ``{"images_A": [PIL], "images_B": [PIL], "response_A": str | None, "response_B": ...,
-    "prompt": str, "labels": float tensor (1,), "pair_id": int (the JSONL line)}``, plus
+    "prompt": str, "labels": float tensor (1,), "pair_id": int (the JSONL line), "source": str,
+    "skipped_samples": [...]}`` (a failing image: ``on_bad_sample``, :mod:`vlmrm.pairs.samples`), plus
     ``"irrelevant": [{"matched": [PIL], "unrelated": [PIL], "prompt", "response"}, ...]`` with
     ``irrelevant_pairs`` > 0.
 
@@ -375,8 +414,11 @@ class ImagePairDataset(torch.utils.data.Dataset):
     number of ranks or workers, new each epoch.
     """
 
-    def __init__(self, table: ImagePairTable, irrelevant_pairs: int = 0, seed: int = 0):
+    def __init__(
+        self, table: ImagePairTable, irrelevant_pairs: int = 0, seed: int = 0, on_bad_sample: str = "error"
+    ):
         self.table = table
+        self.guard = BadSampleGuard(str(table.source), [pair.line for pair in table.pairs], on_bad_sample)
         self.irrelevant_pairs = irrelevant_pairs
         self.seed = seed
         self.epoch = 0
@@ -399,11 +441,13 @@ class ImagePairDataset(torch.utils.data.Dataset):
         chosen = rng.choice(others, size=min(self.irrelevant_pairs, others.size), replace=False)
         pair = self.table.pairs[index]
         prompt, response = matched_text(pair)
-        mine = [ref.open() for ref in matched_side(pair).images]
+        mine = _open_all("images", matched_side(pair).images)
         return [
             {
                 "matched": mine,
-                "unrelated": [ref.open() for ref in matched_side(self.table.pairs[j]).images],
+                "unrelated": _open_all(
+                    f"images of line {self.table.pairs[j].line}", matched_side(self.table.pairs[j]).images
+                ),
                 "prompt": prompt,
                 "response": response,
             }
@@ -411,15 +455,19 @@ class ImagePairDataset(torch.utils.data.Dataset):
         ]
 
     def __getitem__(self, index: int) -> dict:
+        return self.guard.item(index, self._item)
+
+    def _item(self, index: int) -> dict:
         pair = self.table.pairs[index]
         item = {
-            "images_A": [ref.open() for ref in pair.side_a.images],
-            "images_B": [ref.open() for ref in pair.side_b.images],
+            "images_A": _open_all("images_A", pair.side_a.images),
+            "images_B": _open_all("images_B", pair.side_b.images),
             "response_A": pair.side_a.response,
             "response_B": pair.side_b.response,
             "prompt": pair.prompt,
             "labels": torch.tensor([pair.label], dtype=torch.float32),
             "pair_id": pair.line,
+            "source": str(self.table.source),
         }
         if self.irrelevant_pairs:
             item["irrelevant"] = self._irrelevant(index)

@@ -8,14 +8,17 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from vlmrm.core.problems import FILE_KINDS, Problem, ValidationReport, count_by_kind, errors
-from vlmrm.media.sampling import FrameSampling, num_sampled_frames
+from vlmrm.media.sampling import QWEN2_IMAGE_FACTOR, FrameSampling, resized_frame_size, sample_frame_indices
 from vlmrm.media.video import (
+    DecodeCheck,
     VideoBackend,
     VideoDecodeError,
     VideoInfo,
+    decode_problem,
     probe_video,
     resolve_backend,
     video_truncation,
@@ -36,6 +39,12 @@ def _declared_mismatch(declared: DeclaredVideo, info: VideoInfo) -> list[str]:
     if declared.num_frames is not None and declared.num_frames != info.total_frames:
         found.append(f"declared {declared.num_frames} frames but the file has {info.total_frames}")
     return found
+
+
+def usable_pairs(pairs: list, problems: list[Problem]) -> int:
+    """Pairs left for training once every line with an error is skipped (``on_bad_sample: skip``)."""
+    bad = {p.line for p in errors(problems)}
+    return sum(pair.line not in bad for pair in pairs)
 
 
 def _duplicate_problems(table: VideoPairTable) -> list[Problem]:
@@ -60,9 +69,18 @@ def _duplicate_problems(table: VideoPairTable) -> list[Problem]:
 
 
 def check_videos(
-    table: VideoPairTable, sampling: FrameSampling, backend: VideoBackend
+    table: VideoPairTable,
+    sampling: FrameSampling,
+    backend: VideoBackend,
+    decode: DecodeCheck = "header",
+    image_factor: int = QWEN2_IMAGE_FACTOR,
 ) -> tuple[list[Problem], dict]:
-    """Probe every distinct video once; report per row and column that references it."""
+    """Probe every distinct video once; report per row and column that references it.
+
+    Each video goes through training's own steps short of the model: probe, frame sampling
+    (``sample_frame_indices``), the resized frame size (``resized_frame_size``: aspect ratio and
+    degenerate sizes), the truncation check, and with ``decode`` ``sampled`` / ``all`` the decoding
+    of those frames / of every frame with the chosen backend (:func:`decode_problem`)."""
     file = str(table.source)
     uses: dict[Path, list[tuple[int, str, DeclaredVideo]]] = defaultdict(list)
     for pair in table.pairs:
@@ -73,8 +91,12 @@ def check_videos(
     for path, references in uses.items():
         try:
             info = probe_video(path, backend)
-            frames = num_sampled_frames(info.total_frames, info.fps, sampling)
-            truncated = video_truncation(path)
+            indices = sample_frame_indices(
+                info.total_frames, info.fps, replace(sampling, sample_type="uniform")
+            )
+            frames = len(indices)
+            resized_frame_size(info.height, info.width, sampling, image_factor, frames)
+            truncated = video_truncation(path) or decode_problem(path, info, backend, decode, indices)
             if truncated:
                 raise VideoDecodeError(path, truncated)
         except (VideoDecodeError, ValueError) as err:
@@ -119,16 +141,19 @@ def validate_video_pairs(
     backend: VideoBackend | None = None,
     restrict_paths: bool = False,
     score_columns: str | None = None,
+    decode: DecodeCheck = "header",
+    image_factor: int = QWEN2_IMAGE_FACTOR,
 ) -> ValidationReport:
     """Everything a training run would trip over, found in one pass, plus summary counts (labels per
-    dimension, ``masked_labels``: the pairs whose label is missing in that dimension)."""
+    dimension, ``masked_labels``: the pairs whose label is missing in that dimension).
+    ``decode``/``image_factor``: see :func:`check_videos`."""
     table = parse_video_pair_csv(csv_path, eval_dim, data_dir, use_tied_data, restrict_paths, score_columns)
     report = ValidationReport(str(csv_path), list(table.problems))
     if any(p.kind in FILE_KINDS for p in table.problems):
         return report
     report.problems += _duplicate_problems(table)
     video_problems, video_summary = check_videos(
-        table, sampling or FrameSampling(), backend or resolve_backend()
+        table, sampling or FrameSampling(), backend or resolve_backend(), decode, image_factor
     )
     report.problems += video_problems
     counts = table.label_counts()
@@ -141,6 +166,7 @@ def validate_video_pairs(
         "masked_labels": {dim: c["missing"] for dim, c in counts.items()},
         **video_summary,
         "bad_lines": len({p.line for p in errors(report.problems)}),
+        "usable_pairs": usable_pairs(table.pairs, report.problems),
         "problems": count_by_kind(report.problems),
     }
     return report
@@ -165,6 +191,7 @@ def validate_image_pairs(
         "lines": table.total_lines,
         "pairs": len(table.pairs),
         "bad_lines": len(bad),
+        "usable_pairs": usable_pairs(table.pairs, report.problems),
         "schemas": schemas,
         "labels": labels,
         "problems": count_by_kind(report.problems),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from vlmrm.media.frame_cache import FrameCache
 from vlmrm.media.sampling import QWEN2_IMAGE_FACTOR, FrameSampling
 from vlmrm.media.video import VideoBackend, load_video
 from vlmrm.pairs.labels import LABEL_VALUES, MISSING_LABELS
+from vlmrm.pairs.samples import BadSampleGuard, load_column
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +106,10 @@ def _declared(row: pd.Series, side: str, file: str, line: int, problems: list[Pr
             continue
         try:
             number = cast(float(text)) if cast is int else cast(text)
-        except ValueError:
-            problems.append(Problem(file, line, column, f"not a number: {text!r}", kind="bad_number"))
+            if not math.isfinite(number):
+                raise ValueError(text)
+        except (ValueError, OverflowError):
+            problems.append(Problem(file, line, column, f"not a finite number: {text!r}", kind="bad_number"))
             values[column] = None
             continue
         if number <= 0:
@@ -320,8 +324,10 @@ class VideoPairDataset(Dataset):
     """Decodes both videos of a pair in ``__getitem__``, so DataLoader workers do the decoding.
 
     Item: ``{"video_A": DecodedVideo, "video_B": DecodedVideo, "prompt": str,
-    "labels": float tensor (D,), "pair_id": int}`` where D = len(eval_dim); a missing label is NaN.
-    With score columns also ``"margin_scores": float tensor (D,)`` = s_A - s_B (0 where missing).
+    "labels": float tensor (D,), "pair_id": int (the CSV line), "source": str (the CSV),
+    "skipped_samples": [...]}`` where D = len(eval_dim); a missing label is NaN. With score columns
+    also ``"margin_scores": float tensor (D,)`` = s_A - s_B (0 where missing). A video that fails to
+    load here is handled by ``on_bad_sample`` (:class:`vlmrm.pairs.samples.BadSampleGuard`).
     """
 
     def __init__(
@@ -333,6 +339,7 @@ class VideoPairDataset(Dataset):
         seed: int = 0,
         cache_in_memory: bool = False,
         frame_cache: FrameCache | None = None,
+        on_bad_sample: str = "error",
     ):
         for option, on in (("cache_videos_in_memory", cache_in_memory), ("frame_cache_dir", frame_cache)):
             if on and sampling.sample_type != "uniform":
@@ -345,6 +352,7 @@ class VideoPairDataset(Dataset):
         self.epoch = 0
         self._memory: dict[Path, object] | None = {} if cache_in_memory else None
         self.frame_cache = frame_cache
+        self.guard = BadSampleGuard(str(table.source), [pair.line for pair in table.pairs], on_bad_sample)
 
     def __len__(self) -> int:
         return len(self.table.pairs)
@@ -354,16 +362,21 @@ class VideoPairDataset(Dataset):
         self.epoch = epoch
 
     def __getitem__(self, index: int) -> dict:
+        return self.guard.item(index, self._item)
+
+    def _item(self, index: int) -> dict:
         pair = self.table.pairs[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         videos = {
-            f"video_{side}": self._load(path, rng) for side, path in (("A", pair.path_a), ("B", pair.path_b))
+            f"video_{side}": load_column(column, lambda path=path: self._load(path, rng))
+            for side, column, path in (("A", "path_A", pair.path_a), ("B", "path_B", pair.path_b))
         }
         item = {
             **videos,
             "prompt": pair.prompt,
             "labels": labels_tensor(pair.labels),
-            "pair_id": pair.row,
+            "pair_id": pair.line,
+            "source": str(self.table.source),
         }
         if pair.score_diffs is not None:
             item["margin_scores"] = torch.tensor(

@@ -12,7 +12,9 @@ first half is one side, the second half the other, so ``torch.chunk(rewards, 2)`
 ``labels``                  (B, D) float, y in {+1 A better, -1 B better, 0 tie} per eval_dim,
                             NaN where the pair has no label in that dimension (masked)
 ``margin`` (score columns)  (B, D) float, s_A - s_B per pair and dimension
-``pair_ids``                (B,) long, the CSV data-row of each pair (for error messages)
+``pair_ids``                (B,) long, the data file's line of each pair (for error messages)
+``skipped_samples``         only when some: ``file:line`` of pairs skipped in their place
+                            (``on_bad_sample: skip``, :mod:`vlmrm.pairs.samples`)
 ``num_irrelevant``          K, only with irrelevant-query pairs: rows 2B..2B+K-1 are matched
                             (image, text), rows 2B+K..2B+2K-1 the same texts with unrelated images
 ==========================  ===============================================================
@@ -33,6 +35,7 @@ import torch
 from transformers import ProcessorMixin
 
 from vlmrm.media.processor import processor_video_inputs
+from vlmrm.pairs.samples import SKIPPED_KEY
 from vlmrm.reward.templates import build_prompt, check_template
 
 PAIR_SIDES = ("A", "B")
@@ -62,6 +65,19 @@ class PairCollator:
 
     def __post_init__(self) -> None:
         check_template(self.template_type)
+
+    @classmethod
+    def from_config(cls, processor: ProcessorMixin, run_config) -> PairCollator:
+        """The collator of a training run (``RunConfig``): its template, ``max_length`` and sizes."""
+        data = run_config.data
+        return cls(
+            processor,
+            data.eval_dim,
+            data.prompt_template_type,
+            run_config.training.max_length,
+            data.video_position,
+            data.image_size(),
+        )
 
     @classmethod
     def from_spec(cls, processor: ProcessorMixin, spec) -> PairCollator:
@@ -135,23 +151,31 @@ class PairCollator:
             if extra:
                 batch["num_irrelevant"] = torch.tensor(len(extra))
         pair_ids = torch.tensor([f["pair_id"] for f in features], dtype=torch.long)
-        self._check_length(batch["attention_mask"][: len(PAIR_SIDES) * len(features)], pair_ids)
+        self._check_length(batch["attention_mask"][: len(PAIR_SIDES) * len(features)], features)
         batch["labels"] = torch.stack([f["labels"] for f in features])
         if "margin_scores" in features[0]:  # per-pair score differences s_A - s_B (score columns)
             batch["margin"] = torch.stack([f["margin_scores"] for f in features])
         batch["pair_ids"] = pair_ids
+        skipped = [where for f in features for where in f.get(SKIPPED_KEY, ())]
+        if skipped:
+            batch[SKIPPED_KEY] = skipped
         return batch
 
-    def _check_length(self, attention_mask: torch.Tensor, pair_ids: torch.Tensor) -> None:
-        """Truncating would cut visual or reward tokens, so an over-long pair is an error instead."""
+    def sequence_lengths(self, batch: dict[str, torch.Tensor], pairs: int) -> torch.Tensor:
+        """(2, B) tokens of each side of each pair, visual tokens included: what ``max_length`` bounds."""
+        return batch["attention_mask"][: len(PAIR_SIDES) * pairs].sum(dim=1).view(len(PAIR_SIDES), -1)
+
+    def _check_length(self, attention_mask: torch.Tensor, features: list[dict]) -> None:
+        """Truncating would cut visual or reward tokens, so an over-long pair is an error naming its
+        ``file:line`` (``pair_id`` is the data file's line) instead."""
         if self.max_length is None:
             return
-        lengths = attention_mask.sum(dim=1).view(len(PAIR_SIDES), -1)  # (2, B)
+        lengths = self.sequence_lengths({"attention_mask": attention_mask}, len(features))
         too_long = (lengths > self.max_length).any(dim=0)
         if too_long.any():
             details = ", ".join(
-                f"pair row {int(pid)}: {int(lengths[:, i].max())} tokens"
-                for i, pid in enumerate(pair_ids)
+                f"{f.get('source', 'pair')}:{f['pair_id']}: {int(lengths[:, i].max())} tokens"
+                for i, f in enumerate(features)
                 if too_long[i]
             )
             raise ValueError(

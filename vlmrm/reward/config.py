@@ -183,6 +183,12 @@ class DataConfig:
         "error",
         "A bad row / line or media file stops the run before training (error) or is skipped and counted.",
     )
+    validate_decode: Literal["header", "sampled", "all"] = option(
+        "header",
+        "How much of each video validation decodes before training: header = probe frame count, rate, "
+        "size and a truncated index; sampled = also decode the frames training samples; all = decode "
+        "every frame (damage in the middle of a stream).",
+    )
     min_pixels: int | None = option(None, "Min pixels of an image input (images only).")
     max_pixels: int | None = option(None, "Max pixels of an image input (images only).")
 

@@ -195,9 +195,10 @@ def _completion_text(completion) -> str:
 
 
 def _image(item):
-    """A PIL image from a path or an image; a list (several images for one item) element-wise."""
-    from PIL import Image
+    """An RGB image (:func:`vlmrm.media.image.open_image`, as in training) from a path or a PIL image;
+    a list (several images for one item) element-wise."""
+    from vlmrm.media.image import open_image
 
     if isinstance(item, (list, tuple)):
         return [_image(i) for i in item]
-    return Image.open(item).convert("RGB") if isinstance(item, (str, Path)) else item
+    return open_image(item)

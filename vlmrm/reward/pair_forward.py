@@ -16,8 +16,10 @@ from typing import NamedTuple
 
 import torch
 
-NON_MODEL_KEYS = ("labels", "pair_ids", "margin", "num_irrelevant")
-"""Batch entries the loss reads; the model is not given them."""
+NON_MODEL_KEYS = ("labels", "pair_ids", "margin", "num_irrelevant", "skipped_samples")
+"""Batch entries the loss reads or the trainer counts (``skipped_samples``: the collator's
+``vlmrm.pairs.samples.SKIPPED_KEY``, spelled out to keep this module torch-only); the model is not
+given them."""
 
 ROW_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "second_per_grid_ts")
 """Batch entries with one row per sequence."""

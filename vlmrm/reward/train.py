@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 FINAL_METRICS_FILE = "eval_results.json"
 FULL_MODEL_DIR = "full_model"
+LOOP_SKIPS_METRIC = "skipped_pairs_in_loop"
+"""Final metric: pairs that passed validation but failed to load in the loop (``on_bad_sample: skip``)."""
 
 
 def check_run_config(cfg: RunConfig) -> None:
@@ -119,7 +121,14 @@ def build_datasets(cfg: RunConfig, processor, reports=()):
         )
         table.pairs = table.pairs[:max_samples]
         return VideoPairDataset(
-            table, sampling, backend, factor, cfg.training.seed, data.cache_videos_in_memory, cache
+            table,
+            sampling,
+            backend,
+            factor,
+            cfg.training.seed,
+            data.cache_videos_in_memory,
+            cache,
+            data.on_bad_sample,
         )
 
     train = dataset(data.meta_data, data.max_train_samples)
@@ -140,7 +149,7 @@ def build_image_datasets(cfg: RunConfig, validated: dict[str, list]):
             validated.get(str(path)),
             data.restrict_paths,
         )
-        return ImagePairDataset(table, irrelevant_pairs, cfg.training.seed)
+        return ImagePairDataset(table, irrelevant_pairs, cfg.training.seed, data.on_bad_sample)
 
     train_irrelevant = data.num_irrelevant_pairs if data.use_irrelevant_queries else 0
     train = dataset(data.meta_data, train_irrelevant, data.max_train_samples)
@@ -186,15 +195,7 @@ def make_trainer(
 
 def build_trainer(cfg: RunConfig, model, processor, train_dataset=None, eval_dataset=None, callbacks=()):
     """The ``RewardTrainer`` of a run: training, or evaluating a loaded checkpoint with the same metrics."""
-    data = cfg.data
-    collator = PairCollator(
-        processor,
-        data.eval_dim,
-        data.prompt_template_type,
-        cfg.training.max_length,
-        data.video_position,
-        data.image_size(),
-    )
+    collator = PairCollator.from_config(processor, cfg)
     frozen_llm = cfg.model.freeze_llm or cfg.model.lora_enable
     return make_trainer(model, cfg.training, collator, frozen_llm, train_dataset, eval_dataset, callbacks)
 
@@ -303,6 +304,13 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
         logger.info("%s", summary_table("reward normalisation (training pairs)", spec.normalization))
     trainer.save_model(args.output_dir)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
+    loop_skips = trainer.loop_skips()
+    if loop_skips:
+        logger.warning(
+            "%d pair(s) failed inside the training loop and were skipped (on_bad_sample: skip): %s",
+            len(loop_skips),
+            ", ".join(loop_skips),
+        )
     if trainer.is_world_process_zero():
         backbone_config.save_pretrained(args.output_dir)  # adapters have none; full models: same + spec
         if args.save_full_model and cfg.model.lora_enable:
@@ -311,5 +319,7 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
             )
             processor.save_pretrained(Path(args.output_dir) / FULL_MODEL_DIR)
         metrics = with_run_metrics(trainer, {**metrics, **skipped_counts(reports)})
+        if loop_skips:
+            metrics[LOOP_SKIPS_METRIC] = len(loop_skips)
         (Path(args.output_dir) / FINAL_METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -20,6 +20,7 @@ from transformers.trainer_utils import _is_peft_model
 from vlmrm.modeling.families import ModelFamily
 from vlmrm.modeling.loading import load_saved_weights, saved_weight_files
 from vlmrm.modeling.trainable import optimizer_param_groups
+from vlmrm.pairs.samples import SKIPPED_KEY
 from vlmrm.reward.losses import bt_loss, pair_loss, preference_accuracy, resolved_above, valid_entries
 from vlmrm.reward.metrics import preference_metrics
 from vlmrm.reward.pair_forward import pair_rewards
@@ -57,6 +58,8 @@ class RewardTrainer(ManagedRunMixin, Trainer):
         self.eval_dim = list(eval_dim)
         self.family = family
         self.frozen_llm = frozen_llm
+        self.skipped_samples: set[str] = set()
+        """``file:line`` of every pair skipped inside the loop on this process (``on_bad_sample: skip``)."""
         self._sums: dict[str, dict[str, torch.Tensor]] = {
             "train": defaultdict(float),
             "eval": defaultdict(float),
@@ -103,6 +106,7 @@ class RewardTrainer(ManagedRunMixin, Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         """Trainer's step; a call outside Trainer's loop (no count given) counts its own batch, so
         the loss is still normalised (``loss_is_scaled_for_ga``) as a one-micro-batch step."""
+        self.skipped_samples.update(inputs.pop(SKIPPED_KEY, ()))
         if num_items_in_batch is None:
             num_items_in_batch = self._get_num_items_in_batch([inputs], self.args.device)
         return super().training_step(model, inputs, num_items_in_batch)
@@ -207,6 +211,16 @@ class RewardTrainer(ManagedRunMixin, Trainer):
             sums.clear()
         super().log(logs, *args, **kwargs)
 
+    def loop_skips(self) -> list[str]:
+        """``file:line`` of every pair skipped inside the loop on any process, sorted; a collective
+        (every rank calls it)."""
+        skipped = sorted(self.skipped_samples)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            skipped = sorted(set(gather_object(skipped)))
+        return skipped
+
     # --- evaluation ---------------------------------------------------------------------------
 
     def evaluation_loop(self, *args, **kwargs):
@@ -216,6 +230,7 @@ class RewardTrainer(ManagedRunMixin, Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Returns (loss, rewards (B, 2, D) stacked A/B, labels (B, D)) for ``compute_metrics``."""
+        self.skipped_samples.update(inputs.pop(SKIPPED_KEY, ()))
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
