@@ -128,7 +128,9 @@ driver_gpus() {
         echo 0
     fi
 }
-if ((visible == 0 && force_cpu == 0)) && [[ "${CUDA_VISIBLE_DEVICES-unset}" != "" && "${CUDA_VISIBLE_DEVICES-}" != "-1" ]]; then
+hidden_on_purpose=0
+[[ "${CUDA_VISIBLE_DEVICES-unset}" == "" || "${CUDA_VISIBLE_DEVICES-}" == "-1" ]] && hidden_on_purpose=1
+if ((visible == 0 && force_cpu == 0 && hidden_on_purpose == 0)); then
     present="$(driver_gpus)"
     if ((present > 0)); then
         build="$("$python" -c "import torch; print(torch.__version__)" 2>/dev/null | tail -n 1)"

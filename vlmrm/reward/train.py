@@ -227,9 +227,10 @@ def write_data_summary(output_dir: Path, reports) -> Path:
 def ddp_unused_parameters(args) -> None:
     """``ddp_find_unused_parameters`` False unless set: every trainable parameter of a reward model
     reaches the loss (LoRA layers, the head with its tie parameters, a trainable vision tower or
-    merger, the embedding rows; ``lm_head`` is frozen, :func:`~vlmrm.modeling.trainable.group_trainability`), so DDP's search
-    for unused ones would only cost a graph walk per step and warn that it found none. HF's own
-    default turns the search on for a PEFT model."""
+    merger, the embedding rows; ``lm_head`` is frozen by
+    :func:`~vlmrm.modeling.trainable.group_trainability`), so DDP's search for unused ones would only
+    cost a graph walk per step and warn that it found none. HF's own default turns the search on for
+    a PEFT model."""
     if args.ddp_find_unused_parameters is None:
         args.ddp_find_unused_parameters = False
 

@@ -121,11 +121,11 @@ def sequence_length_problems(run_config, processor, report: ValidationReport) ->
 
 def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport]:
     """Validate ``meta_data`` and ``meta_data_test`` of a run before any model is loaded: every problem
-    is logged, each file's summary as a short table (the JSON: :data:`DATA_SUMMARY_FILE` in the output
-    dir, written by the run), then the run stops (``on_bad_sample: error``, or a file-level problem) or the bad
-    lines are left to be skipped and counted (``skip``; see ``summary["bad_lines"]``). A file left
-    with no usable pair (empty, header only, every line skipped) stops the run here too, that
-    message first (under ``error`` line errors already stop it and are listed as before). With
+    is logged, each file's summary as a short table (the JSON: :data:`DATA_SUMMARY_FILE` in the
+    output dir, written by the run), then the run stops (``on_bad_sample: error``, or a file-level
+    problem) or the bad lines are left to be skipped and counted (``skip``; see
+    ``summary["bad_lines"]``). A file left with no usable pair (empty, header only, every line
+    skipped) stops the run here too, that message first (under ``error`` line errors already stop it and are listed as before). With
     ``max_length`` set, the run's processor (no model) then counts every usable pair's tokens
     (:func:`sequence_length_problems`), and an over-long pair is a problem of its line."""
     data = run_config.data
