@@ -21,6 +21,8 @@ Options:
   --node_rank R          rank of this node, 0..nnodes-1 (default: \$NODE_RANK or 0)
   --master_addr A        address of node 0 (default: \$MASTER_ADDR or 127.0.0.1)
   --launcher L           torchrun | deepspeed (default: torchrun)
+  --cpu                  run N CPU processes (gloo) even on a machine with GPUs, also when torch
+                         cannot use them (without it, that case stops with an explanation)
   -h, --help             show this help
   --                     everything after it goes to train_rm.py verbatim,
                          e.g. -- --learning_rate 5e-6 --num_train_epochs 5
@@ -58,6 +60,7 @@ node_rank="${NODE_RANK:-0}"
 master_addr="${MASTER_ADDR:-127.0.0.1}"
 launcher="torchrun"
 config=""
+force_cpu=0
 extra_args=()
 
 while [[ $# -gt 0 ]]; do
@@ -77,6 +80,7 @@ while [[ $# -gt 0 ]]; do
         --master_addr=*) master_addr="${1#*=}"; shift ;;
         --launcher) need_value "$1" $#; launcher="$2"; shift 2 ;;
         --launcher=*) launcher="${1#*=}"; shift ;;
+        --cpu) force_cpu=1; shift ;;
         --) shift; extra_args=("$@"); break ;;
         *) die_usage "unknown option '$1' (arguments for train_rm.py go after '--')" ;;
     esac
@@ -112,18 +116,44 @@ probe_out="$("$python" -c "import torch; print(torch.cuda.device_count())")" \
 visible="$(tail -n 1 <<<"$probe_out")"
 is_uint "$visible" || die "unexpected GPU count from '$python': '$visible'"
 
+# ---- a GPU machine whose GPUs torch cannot use: stop, unless --cpu ----
+# (the usual cause: the default torch wheel's CUDA is newer than the driver). GPUs hidden on purpose
+# (CUDA_VISIBLE_DEVICES empty or -1) are not this case.
+driver_gpus() {
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true
+    elif [[ -d /proc/driver/nvidia/gpus ]]; then
+        find /proc/driver/nvidia/gpus -mindepth 1 -maxdepth 1 | wc -l
+    else
+        echo 0
+    fi
+}
+hidden_on_purpose=0
+[[ "${CUDA_VISIBLE_DEVICES-unset}" == "" || "${CUDA_VISIBLE_DEVICES-}" == "-1" ]] && hidden_on_purpose=1
+if ((visible == 0 && force_cpu == 0 && hidden_on_purpose == 0)); then
+    present="$(driver_gpus)"
+    if ((present > 0)); then
+        build="$("$python" -c "import torch; print(torch.__version__)" 2>/dev/null | tail -n 1)"
+        die "$present NVIDIA GPU(s) on this machine but torch ${build:-?} sees none (a CUDA build newer" \
+            "than the driver, or CUDA_VISIBLE_DEVICES); install a torch for this driver" \
+            "(VLMRM_TORCH_SPEC, see README 'Set up'), or pass --cpu to run CPU processes"
+    fi
+fi
+
 cpu_args=()
-if ((visible > 0)); then
+if ((visible > 0 && force_cpu == 0)); then
     if ((gpus > visible)); then
         msg="--gpus $gpus but only $visible GPU(s) visible on this node"
         [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]] && msg+=" (CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES)"
         die "$msg"
     fi
 else
+    reason="no GPUs visible"
+    ((force_cpu)) && reason="--cpu"
     [[ "$launcher" == "torchrun" ]] \
-        || die "no GPUs visible: the DeepSpeed launcher needs GPUs; use --launcher torchrun on CPU" \
+        || die "$reason: the DeepSpeed launcher needs GPUs; use --launcher torchrun on CPU" \
             "(DeepSpeed ZeRO from the config still works there)"
-    echo "$PROG: no GPUs visible: running $gpus CPU process(es) per node (gloo backend)" >&2
+    echo "$PROG: $reason: running $gpus CPU process(es) per node (gloo backend)" >&2
     # Before the user's extras so that they can still override these.
     cpu_args=(--use_cpu true --ddp_backend gloo)
     if [[ -z "${OMP_NUM_THREADS:-}" ]]; then

@@ -2,29 +2,31 @@
 (reward_model by default, vtg_sft, vtg_grpo, grm_sft: vlmrm.cli.tasks).
 
 Launch on several GPUs (or CPU processes) with ``./run_distributed.sh --gpus N --config CONFIG.yaml``.
+``--help`` lists every config key; ``CONFIG [--key value ...] --print_config`` prints the resolved
+config and exits without loading anything.
 """
 
-import logging
 import sys
 
+from vlmrm.cli.help import answer_without_running
 from vlmrm.cli.tasks import run_train_task
 from vlmrm.core.config import ConfigError
 from vlmrm.core.problems import DataValidationError
-from vlmrm.training.distributed import finish_distributed
+from vlmrm.training.distributed import finish_distributed, process_rank, setup_logging
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0].startswith("-"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    logging.basicConfig(format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    answered = answer_without_running(argv, __doc__, evaluation=False)
+    if answered is not None:
+        return answered
+    setup_logging()
     try:
         metrics = run_train_task(argv[0], argv[1:])
     except (ConfigError, DataValidationError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finish_distributed()  # only after success: a barrier after one rank failed would hang the others
-    if metrics:
+    if metrics and process_rank() == 0:  # the other ranks' copies would repeat it
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
     return 0
 

@@ -1,8 +1,13 @@
-"""Shared fixtures: real mp4 files and a small video-pair CSV written per test."""
+"""Shared fixtures: real mp4 files and a small video-pair CSV written per test; every test offline."""
 
 from __future__ import annotations
 
 import csv
+import ipaddress
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +16,121 @@ import pytest
 from vlmrm.testing.synthetic import write_mp4
 
 FRAME_SIZE = 64
+
+# ---- no traffic beyond this machine --------------------------------------------------------------
+
+_connect = socket.socket.connect
+_connect_ex = socket.socket.connect_ex
+
+
+def _loopback_only(address) -> None:
+    """Refuse an IP address outside 127.0.0.0/8 and ::1 (Unix sockets and named hosts resolved to
+    loopback pass): a test that would reach the Hub, or any other host, fails on the spot."""
+    if isinstance(address, tuple):
+        host = address[0]
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = ipaddress.ip_address(socket.gethostbyname(host)) if host == "localhost" else None
+        if ip is None or not ip.is_loopback:
+            raise ConnectionRefusedError(f"tests may only reach loopback addresses, not {address!r}")
+
+
+def _guarded_connect(self, address):
+    _loopback_only(address)
+    return _connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    _loopback_only(address)
+    return _connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(monkeypatch):
+    """Every test runs with the Hugging Face Hub offline (``HF_HUB_OFFLINE=1``, inherited by the
+    subprocesses a test starts) and with Python sockets limited to loopback. A test that needs a Hub
+    uses :func:`loopback_hub`, a server on 127.0.0.1."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+LOOPBACK_HUB_MODELS = frozenset({"vlmrm-tests/known-model"})
+"""Repositories the loopback Hub says exist; any other id gets the Hub's "RepoNotFound" answer."""
+
+
+class _HubHandler(BaseHTTPRequestHandler):
+    """``GET /api/models/ORG/NAME`` as the Hub answers it: 200 with the model's info, or 404 with the
+    ``X-Error-Code: RepoNotFound`` header that huggingface_hub turns into RepositoryNotFoundError."""
+
+    def do_GET(self) -> None:
+        repo_id = "/".join(self.path.split("?")[0].split("/")[3:5])
+        if self.path.startswith("/api/models/") and repo_id in LOOPBACK_HUB_MODELS:
+            body = json.dumps({"id": repo_id, "modelId": repo_id, "sha": "0" * 40}).encode()
+            self.send_response(200)
+        else:
+            body = b'{"error": "Repository not found"}'
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        """Quiet: the test asserts on what the client reports."""
+
+
+def point_hub_at(monkeypatch, endpoint: str) -> None:
+    """Hub calls go to ``endpoint`` (a loopback URL) and are allowed: ``HF_HUB_OFFLINE`` lifted."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+
+
+@pytest.fixture
+def loopback_hub(monkeypatch):
+    """A tiny Hub on 127.0.0.1 (:class:`_HubHandler`), online mode pointed at it; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HubHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    point_hub_at(monkeypatch, endpoint)
+    yield endpoint
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_hub(monkeypatch):
+    """A loopback port that accepts connections (the kernel's backlog) and never answers, like a proxy
+    that swallows requests: a client's only way out is its own timeout. Yields its URL."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    point_hub_at(monkeypatch, endpoint)
+    yield endpoint
+    listener.close()
+
+
+@pytest.fixture
+def closed_hub(monkeypatch):
+    """A loopback port with nothing listening (bound, then closed): connections are refused at once."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.bind(("127.0.0.1", 0))
+    endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    probe.close()
+    point_hub_at(monkeypatch, endpoint)
+    return endpoint
 
 
 def ramp_frames(num_frames: int, size: int = FRAME_SIZE) -> np.ndarray:

@@ -28,6 +28,13 @@ echo "OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}"
 for arg in "$@"; do printf '%s\\n' "$arg"; done
 """
 
+FAKE_NVIDIA_SMI = """#!/bin/sh
+i=0
+while [ "$i" -lt "${FAKE_DRIVER_GPUS:-0}" ]; do echo "GPU $i: Fake GPU (UUID: GPU-$i)"; i=$((i + 1)); done
+"""
+"""``nvidia-smi -L`` as the driver answers it: ``$FAKE_DRIVER_GPUS`` GPUs (none by default), so the
+tests do not depend on the machine's own GPUs."""
+
 # Variables the launcher reads; cleared so the host environment cannot leak into a test.
 LAUNCHER_ENV = [
     "GPUS_PER_NODE",
@@ -55,13 +62,18 @@ def launcher(tmp_path):
     fake = tmp_path / "fakepy"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
+    (fake_bin / "nvidia-smi").chmod(0o755)
     cwd = tmp_path / "work"
     cwd.mkdir()
     (cwd / "cfg.yaml").write_text("output_dir: out\n")
 
     def run(*args: str, gpus: int = 0, **env: str):
         full_env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
-        full_env.update(PYTHON=str(fake), FAKE_GPUS=str(gpus), **env)
+        full_env.update(PYTHON=str(fake), FAKE_GPUS=str(gpus), PATH=f"{fake_bin}:{os.environ['PATH']}")
+        full_env.update(env)
         proc = subprocess.run(
             ["bash", str(repo / "run_distributed.sh"), *args],
             cwd=cwd,
@@ -169,6 +181,25 @@ def test_cpu_run_uses_gloo_before_user_extras(launcher):
     ]
     assert "running 2 CPU process(es) per node (gloo backend)" in err
     assert launcher.omp_threads == str(max(1, len(os.sched_getaffinity(0)) // 2))
+
+
+def test_gpus_torch_cannot_use_stop_the_launch_unless_cpu(launcher):
+    """The driver lists GPUs, torch sees none (a CUDA build newer than the driver): one clear error,
+    not N silent CPU processes; ``--cpu`` runs them on purpose, also on a machine whose GPUs work."""
+    rc, argv, _, err = launcher("--config", "cfg.yaml", "--gpus", "2", FAKE_DRIVER_GPUS="2")
+    assert rc == 2 and argv is None
+    (line,) = err.strip().splitlines()
+    assert "2 NVIDIA GPU(s) on this machine but torch" in line and "sees none" in line
+    assert "VLMRM_TORCH_SPEC" in line and "--cpu" in line
+    rc, argv, _, err = launcher("--config", "cfg.yaml", "--gpus", "2", "--cpu", FAKE_DRIVER_GPUS="2")
+    assert rc == 0 and argv[-4:] == ["--use_cpu", "true", "--ddp_backend", "gloo"]
+    assert "--cpu: running 2 CPU process(es)" in err
+    rc, argv, _, _ = launcher("--config", "cfg.yaml", "--gpus", "2", "--cpu", gpus=2)
+    assert rc == 0 and argv[-4:] == ["--use_cpu", "true", "--ddp_backend", "gloo"]
+    rc, argv, _, _ = launcher(
+        "--config", "cfg.yaml", "--gpus", "2", FAKE_DRIVER_GPUS="2", CUDA_VISIBLE_DEVICES=""
+    )
+    assert rc == 0 and argv is not None  # GPUs hidden on purpose: CPU processes, as asked
 
 
 def test_cpu_run_keeps_users_omp_threads(launcher):

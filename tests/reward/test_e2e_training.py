@@ -5,6 +5,7 @@ These launch real processes and train the tiny model; they are marked slow and r
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from vlmrm.modeling.loading import load_reward_model
 from vlmrm.reward.collator import PairCollator
 from vlmrm.reward.config import parse_config
 from vlmrm.reward.train import build_datasets, build_trainer, run_training
+from vlmrm.reward.validate import DATA_SUMMARY_FILE
 from vlmrm.testing.tiny import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +106,29 @@ def test_two_process_training_writes_a_loadable_checkpoint(
     final = rewards_on_test_batch(out, values)
     assert torch.equal(final, rewards_on_test_batch(out / "checkpoint-4", values))
     assert torch.isfinite(final).all()
+    if name == "ddp":
+        assert_one_rank_speaks(result, out)
+
+
+def assert_one_rank_speaks(result: subprocess.CompletedProcess, out: Path) -> None:
+    """Issue 19: rank 0 prints the summaries once; rank 1 only warnings / errors, prefixed; no DDP
+    unused-parameter warning (``ddp_find_unused_parameters`` is False for the reward model)."""
+    log = result.stderr.splitlines()
+    data_titles = [line for line in log if " vlmrm.reward.validate: data: " in line]
+    assert len(data_titles) == 2  # train.csv and test.csv, once each
+    assert sum("vlmrm.reward.train: parameters:" in line for line in log) == 1
+    assert sum("reward normalisation (training pairs)" in line for line in log) == 1
+    for line in log:
+        if line.startswith("[rank 1]"):
+            assert " WARNING " in line or " ERROR " in line, line
+        assert " INFO " not in line or not line.startswith("[rank "), line
+    assert "find_unused_parameters=True" not in result.stderr
+    summary = json.loads((out / DATA_SUMMARY_FILE).read_text())
+    assert len(summary) == 2 and all("pairs" in value for value in summary.values())
+    printed = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == len(set(printed))  # no line twice: one copy, not one per rank
+    finals = [line for line in printed if re.match(r"\{'eval_loss': \d", line)]  # train_rm's rounded floats
+    assert len(finals) == 1  # the final metrics, from rank 0 only (Trainer's own log lines quote values)
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])

@@ -95,7 +95,12 @@ def test_broken_checkpoint_and_missing_video_are_reported_and_the_rest_evaluated
     lines.insert(2, lines[1].replace("test_0000_A.mp4", "missing_video.mp4", 1))
     data.write_text("\n".join(lines) + "\n")
     values = eval_values(
-        root, synthetic_pairs, tmp_path / "eval", model_dirs=[str(model_dir)], dataset_path=str(data)
+        root,
+        synthetic_pairs,
+        tmp_path / "eval",
+        model_dirs=[str(model_dir)],
+        dataset_path=str(data),
+        keep_going=True,
     )
     rows = run_evaluation(parse_eval_config(values=values))
     broken = [r for r in rows if r["checkpoint"] == "checkpoint-3"]

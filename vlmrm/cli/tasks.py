@@ -10,16 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vlmrm.core.config import ConfigError, read_yaml
+from vlmrm.core.problems import EvaluationFailed
 
 DEFAULT_TRAIN_TASK = "reward_model"
 DEFAULT_EVAL_TASK = "reward_model"
 
 
 def _reward_model(path: str, overrides: list[str]) -> dict:
-    from vlmrm.reward.config import parse_config
+    from vlmrm.reward.config import check_run_paths, parse_config
+
+    config = parse_config(path, overrides)
+    if config.model.model_name_or_path and config.data.meta_data:  # else run_training says it's required
+        check_run_paths(config)  # before the training stack's imports: a typo costs seconds
     from vlmrm.reward.train import run_training
 
-    return run_training(parse_config(path, overrides))
+    return run_training(config)
 
 
 def _vtg_sft(path: str, overrides: list[str]) -> dict:
@@ -51,18 +56,25 @@ TRAIN_TASKS: dict[str, Callable[[str, list[str]], dict]] = {
 
 
 def _reward_model_eval(path: str, overrides: list[str]) -> list[str]:
-    """Evaluate reward checkpoints; one line per checkpoint and dimension, then the results file."""
-    from vlmrm.reward.evaluate import parse_eval_config, run_evaluation
+    """Evaluate reward checkpoints; one line per checkpoint and dimension, then the results file.
+    Any model dir or checkpoint that could not be evaluated (``keep_going``: after all the others)
+    raises :class:`EvaluationFailed` carrying those lines, so ``eval_rm.py`` exits non-zero."""
+    from vlmrm.reward.evaluate import failure_lines, parse_eval_config, run_evaluation
 
     config = parse_eval_config(path, overrides)
     lines = []
-    for row in run_evaluation(config):
+    rows = run_evaluation(config)
+    for row in rows:
         where = f"{row['model_dir']} {row['checkpoint']}"
         if row.get("error"):
             lines.append(f"{where}: {row['error']}")
         else:
             lines.append(f"{where} {row['dimension']}: accuracy {row['accuracy']:.4f}")
-    return [*lines, f"results: {config.output_dir}/{config.output_file}"]
+    lines.append(f"results: {config.output_dir}/{config.output_file}")
+    failures = failure_lines(rows)
+    if failures:
+        raise EvaluationFailed(failures, lines)
+    return lines
 
 
 def _vtg_eval(path: str, overrides: list[str]) -> list[str]:

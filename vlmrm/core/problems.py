@@ -103,3 +103,16 @@ class ConfigError(ValueError):
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class EvaluationFailed(RuntimeError):
+    """Some checkpoints could not be evaluated: the run must end non-zero even when it went on.
+
+    ``failures``: one line per failure (model dir or checkpoint, and why); ``lines``: the summary of
+    what was evaluated before (or, with ``keep_going``, despite) them, printed ahead of the failures.
+    """
+
+    def __init__(self, failures: list[str], lines: list[str] | None = None) -> None:
+        self.failures = list(failures)
+        self.lines = list(lines or [])
+        super().__init__(f"{len(self.failures)} evaluation failure(s): " + "; ".join(self.failures))

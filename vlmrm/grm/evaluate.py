@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from vlmrm.core.config import ConfigError, Layout, load_config, option
+from vlmrm.core.paths import check_model_source
 from vlmrm.grm.engines import GenerationSettings, HFEngine
 from vlmrm.grm.instructions import INSTRUCTION_FILE_PREFIX, load_instruction
 from vlmrm.grm.parsing import judge
@@ -92,6 +93,7 @@ def parse_grm_eval_config(
 
 def run_grm_evaluation(config: GRMEvalConfig) -> dict:
     """Judge every pair, write the files of the module docstring; returns ``grm_eval.json``'s content."""
+    check_model_source(config.model_dir, "model_dir")
     out = Path(config.output_dir)
     instruction = None if config.task_instruction is None else load_instruction(config.task_instruction)
     job = SamplingJob(out / RECORDS_FILE, config.use_cot, instruction, config.batch_size, config.seed)

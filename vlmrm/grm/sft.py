@@ -34,6 +34,7 @@ from typing import Any, Literal
 from transformers import AutoProcessor
 
 from vlmrm.core.config import ConfigError, Layout, load_config, option
+from vlmrm.core.paths import check_model_source
 from vlmrm.grm.sft_data import GRMSFTCollator, GRMSFTDataset, MediaLimits, load_sft_files, mix_counts
 from vlmrm.media.processor import image_factor
 from vlmrm.media.sampling import DEFAULT_VIDEO_FPS
@@ -151,6 +152,7 @@ def run_grm_sft(config: GRMSFTConfig, callbacks=()) -> dict:
     ``callbacks``: extra ``TrainerCallback``s, run before vlmrm's own (as the reward model's
     ``run_training`` takes them)."""
     sections, args = config.sections, config.training
+    check_model_source(sections.model.name_or_path, "model.name_or_path")  # before the run dir is made
     checkpoint = prepare_run(args)
     sources = load_sft_files([entry.path for entry in sections.data])  # data errors before a model loads
     weights = [entry.weight for entry in sections.data]

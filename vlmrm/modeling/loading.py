@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -219,6 +220,55 @@ def merge_adapter(model):
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
+HEAD_KEY_PATTERN = r"(^|\.)rm_head\."
+"""State-dict keys of the reward head (``rm_head.*``, also under PEFT's prefixes)."""
+
+
+def adapter_weight_file(folder: Path) -> Path:
+    """The adapter's weights as PEFT saves them (safetensors, else the torch pickle)."""
+    from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
+
+    safetensors = folder / SAFETENSORS_WEIGHTS_NAME
+    return safetensors if safetensors.is_file() else folder / WEIGHTS_NAME
+
+
+def check_adapter_has_head(folder: Path) -> None:
+    """An adapter checkpoint carries the trained head (PEFT ``modules_to_save``); one without it
+    would score with a random head, so it is an error, named, before anything loads."""
+    weights = adapter_weight_file(folder)
+    if not weights.is_file():
+        raise FileNotFoundError(f"{folder}: adapter checkpoint without its weights ({weights.name})")
+    if weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as handle:
+            keys = list(handle.keys())
+    else:
+        keys = list(torch.load(weights, map_location="cpu", weights_only=True))
+    if not any(re.search(HEAD_KEY_PATTERN, key) for key in keys):
+        raise ValueError(
+            f"{folder}: the adapter has no reward head weights (rm_head); it was not saved by a vlmrm "
+            "reward run (its LoRA config must list rm_head in modules_to_save)"
+        )
+
+
+@contextlib.contextmanager
+def head_loaded_later(cls):
+    """Loading a backbone into a reward class leaves ``rm_head`` newly initialised, which transformers
+    reports as MISSING; when the adapter's head is loaded right after (checked first by
+    :func:`check_adapter_has_head`) that report is false, so the head's keys are ignored as missing
+    for this one load. Any other missing key is still reported."""
+    before = cls.__dict__.get("_keys_to_ignore_on_load_missing")
+    cls._keys_to_ignore_on_load_missing = [*(cls._keys_to_ignore_on_load_missing or []), HEAD_KEY_PATTERN]
+    try:
+        yield
+    finally:
+        if before is None:
+            del cls._keys_to_ignore_on_load_missing
+        else:
+            cls._keys_to_ignore_on_load_missing = before
+
+
 def load_reward_model(
     path: str | Path,
     dtype: torch.dtype | None = None,
@@ -231,7 +281,9 @@ def load_reward_model(
     Adapter checkpoints (``adapter_config.json`` present) rebuild the backbone from ``base_path``
     (default: the spec's ``base_model_name_or_path``) — or take ``base_model``, an already loaded
     one, so an evaluation over many adapter checkpoints loads the backbone once — and attach the
-    saved LoRA weights, head and reward-token rows.
+    saved LoRA weights, head and reward-token rows. An adapter without a head is an error; the
+    backbone's load does not report the head as missing, since the adapter brings it
+    (:func:`head_loaded_later`).
     """
     path = Path(path)
     config = AutoConfig.from_pretrained(path)
@@ -247,12 +299,14 @@ def load_reward_model(
         return cls.from_pretrained(path, **kwargs).eval(), processor
     from peft import PeftModel
 
+    check_adapter_has_head(path)
     base = base_model
     if base is None:
         base_path = base_path or spec.base_model_name_or_path
         base_config = AutoConfig.from_pretrained(base_path)
         attach_spec(base_config, spec)
-        base = cls.from_pretrained(base_path, config=base_config, **kwargs)
+        with head_loaded_later(cls):
+            base = cls.from_pretrained(base_path, config=base_config, **kwargs)
     else:
         attach_spec(base.config, spec)
     if spec.reward_token_ids or len(processor.tokenizer) > base.get_input_embeddings().weight.shape[0]:

@@ -20,6 +20,7 @@ from typing import Literal
 from transformers import TrainingArguments
 
 from vlmrm.core.config import ConfigError, Layout, as_str_list, load_config, option
+from vlmrm.core.paths import check_directory, check_file, check_model_source
 from vlmrm.media.sampling import (
     DEFAULT_MAX_FRAME_PIXELS,
     DEFAULT_VIDEO_FPS,
@@ -412,6 +413,18 @@ def check_cross_fields(model: ModelConfig, data: DataConfig) -> None:
             f"output_dim: {model.output_dim} does not fit reward_token={model.reward_token!r} with "
             f"{num_dims} eval_dim {data.eval_dim}; expected {' or '.join(map(str, allowed))}"
         )
+
+
+def check_run_paths(cfg: RunConfig) -> None:
+    """Model, checkpoint and data paths exist (or the model is a Hub id that can be fetched): one line in
+    seconds instead of a traceback or the Hub's retries once the model loads. Here, not in
+    :mod:`vlmrm.reward.train`, so the launcher can call it before importing the training stack."""
+    check_model_source(cfg.model.model_name_or_path, "model_name_or_path")
+    check_model_source(cfg.model.init_from, "init_from")
+    check_file(cfg.data.meta_data, "meta_data")
+    check_file(cfg.data.meta_data_test, "meta_data_test")
+    check_directory(cfg.data.data_dir, "data_dir")
+    check_directory(cfg.data.image_dir, "image_dir")
 
 
 def parse_config(

@@ -11,8 +11,12 @@ dimension, Overall included when the data has an ``Overall`` column), ``evaluati
 (the same plus per-pair rewards), ``logs/eval_TIMESTAMP.log``, ``report.html`` + PNGs
 (:mod:`vlmrm.report`) and TensorBoard scalars under ``tensorboard/``.
 
-A checkpoint that fails to load becomes a result row with its error, and the run goes on; data rows
-whose videos are missing or unreadable are skipped, named (file:line) and counted in the results.
+Paths are checked before anything loads (:func:`check_eval_config`). A model dir without checkpoints
+or a checkpoint that fails to load stops the run with :class:`EvaluationFailed` (``eval_rm.py`` exits
+non-zero); with ``keep_going: true`` it becomes a result row with its error, the rest is evaluated and
+written, and the run still ends with :class:`EvaluationFailed` listing every failure, so a script
+never mistakes a half-failed evaluation for a good one. Data rows whose videos are missing or
+unreadable are skipped, named (file:line) and counted in the results.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from torch.utils.data import Dataset
 from transformers import AutoConfig
 
 from vlmrm.core.config import ConfigError, Layout, load_config, option
-from vlmrm.core.problems import Problem, errors
+from vlmrm.core.paths import check_directory, check_file, check_model_source
+from vlmrm.core.problems import EvaluationFailed, Problem, errors
 from vlmrm.media.processor import image_factor
 from vlmrm.media.video import resolve_backend
 from vlmrm.modeling.loading import ADAPTER_CONFIG, load_reward_model
@@ -102,6 +107,11 @@ class EvalConfig:
     report: bool = option(True, "Write report.html with plots (needs matplotlib).")
     video_backend: str | None = option(None, "Decoder (default: the checkpoint's training choice).")
     dataloader_num_workers: int = option(0, "DataLoader workers for decoding.")
+    keep_going: bool = option(
+        False,
+        "Evaluate the other checkpoints past a missing model dir or a checkpoint that fails to load "
+        "(an error row each); the run still exits non-zero with a summary of the failures.",
+    )
 
     def __post_init__(self) -> None:
         if not self.model_dirs:
@@ -120,6 +130,26 @@ def parse_eval_config(path: str | Path | dict | None = None, overrides=None, val
     """``eval_config.yaml`` (flat, like the training YAML) with command-line overrides."""
     (config,) = load_config(Layout((EvalConfig,), flat=True), path, overrides, values)
     return config
+
+
+def check_eval_config(config: EvalConfig) -> None:
+    """Paths before anything loads: the data, the backbone and (unless ``keep_going``) every model dir.
+    Without this a missing ``dataset_path`` was a traceback after the first model had loaded."""
+    check_file(config.dataset_path, "dataset_path")
+    check_directory(config.data_dir, "data_dir")
+    check_model_source(config.base_model_path, "base_model_path")
+    if not config.keep_going:
+        for model_dir in config.model_dirs:
+            check_directory(model_dir, "model_dirs")
+
+
+def failure_lines(rows: list[dict]) -> list[str]:
+    """One line per model dir or checkpoint that could not be evaluated (its error row)."""
+    return [
+        f"{row['model_dir']} {row['checkpoint']}".rstrip() + f": {row['error']}"
+        for row in rows
+        if row.get("error")
+    ]
 
 
 def find_checkpoints(model_dir: Path, pattern: str) -> list[Path]:
@@ -367,7 +397,10 @@ def result_rows(model_dir: str, checkpoint: Path, result: dict) -> list[dict]:
 
 
 def run_evaluation(config: EvalConfig) -> list[dict]:
-    """Evaluate every checkpoint of every model dir; write CSV, JSON, log, report. Returns the CSV rows."""
+    """Evaluate every checkpoint of every model dir; write CSV, JSON, log, report. Returns the CSV rows
+    (with ``keep_going``, error rows included: :func:`failure_lines`); without ``keep_going`` the first
+    failure raises :class:`EvaluationFailed`."""
+    check_eval_config(config)
     out = Path(config.output_dir)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     log_file = out / "logs" / f"eval_{time.strftime('%Y%m%d_%H%M%S')}.log"
@@ -390,26 +423,28 @@ def _evaluate_all(config: EvalConfig, out: Path) -> list[dict]:
         for model_dir in config.model_dirs:
             checkpoints = find_checkpoints(Path(model_dir), config.checkpoint_pattern)
             if not checkpoints:
+                problem = (
+                    "no checkpoints found"
+                    if Path(model_dir).is_dir()
+                    else "directory not found (key model_dirs)"
+                )
                 logger.error(
-                    "%s: no checkpoints (pattern %r) and no final model", model_dir, config.checkpoint_pattern
+                    "%s: %s (pattern %r, or a final model)", model_dir, problem, config.checkpoint_pattern
                 )
-                results.append({"model_dir": model_dir, "checkpoint": "", "error": "no checkpoints found"})
-                rows.append(
-                    {
-                        "model_dir": model_dir,
-                        "checkpoint": "",
-                        "dimension": "",
-                        "error": "no checkpoints found",
-                    }
-                )
+                if not config.keep_going:
+                    raise EvaluationFailed([f"{model_dir}: {problem}"])
+                results.append({"model_dir": model_dir, "checkpoint": "", "error": problem})
+                rows.append({"model_dir": model_dir, "checkpoint": "", "dimension": "", "error": problem})
                 continue
             for checkpoint in checkpoints:
                 logger.info("evaluating %s", checkpoint)
                 try:
                     model, processor = cache.load(checkpoint, config.base_model_path)
-                except Exception as err:  # noqa: BLE001 -- any broken checkpoint is a result row, not the end of the run
+                except Exception as err:  # any broken checkpoint: an error row (keep_going) or the failure
                     logger.error("%s: cannot load: %s", checkpoint, err)
                     result = {"error": f"cannot load: {type(err).__name__}: {err}"}
+                    if not config.keep_going:
+                        raise EvaluationFailed([f"{checkpoint}: {result['error']}"]) from err
                 else:
                     try:
                         result = evaluate_checkpoint(model, processor, config, Path(work))

@@ -11,7 +11,18 @@ import argparse
 import json
 import sys
 
+from vlmrm.core.paths import check_file, check_model_source
+from vlmrm.core.problems import ConfigError
 from vlmrm.reward.inference import RewardScorer
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """The checkpoint (folder or Hub id), backbone and every media file exist (:mod:`vlmrm.core.paths`)."""
+    check_model_source(args.checkpoint, "--checkpoint")
+    check_model_source(args.base_model_path, "--base_model_path")
+    for flag, items in (("--video", args.video), ("--image", args.image)):
+        for item in items or []:
+            check_file(item, flag)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     prompts = args.prompt * len(items) if len(args.prompt) == 1 else args.prompt
     if len(prompts) != len(items):
         parser.error(f"{len(items)} items but {len(args.prompt)} prompts: give one prompt, or one per item")
+    try:  # before the model loads: a typo costs seconds, not a load and a traceback
+        check_paths(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     scorer = RewardScorer.from_pretrained(args.checkpoint, args.device, args.base_model_path)
     if args.compare:
         if len(items) != 2:

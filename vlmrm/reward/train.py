@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
 from vlmrm.core.config import ConfigError
+from vlmrm.core.tables import summary_table
 from vlmrm.media.frame_cache import frame_cache_from_config
 from vlmrm.media.processor import image_factor
 from vlmrm.media.sampling import FrameSampling
@@ -30,10 +31,10 @@ from vlmrm.pairs.image_pairs import ImagePairDataset, load_image_pairs
 from vlmrm.pairs.split import split_held_out
 from vlmrm.pairs.video_pairs import VideoPairDataset, load_video_pairs
 from vlmrm.reward.collator import PairCollator
-from vlmrm.reward.config import RunConfig
+from vlmrm.reward.config import RunConfig, check_run_paths
 from vlmrm.reward.templates import build_prompt
 from vlmrm.reward.trainer import RewardTrainer
-from vlmrm.reward.validate import validate_run_data
+from vlmrm.reward.validate import DATA_SUMMARY_FILE, validate_run_data
 from vlmrm.training.callbacks import EpochSetter
 from vlmrm.training.distributed import init_deepspeed_comm
 from vlmrm.training.run import early_stopping, prepare_run, start_training, with_run_metrics
@@ -47,11 +48,13 @@ LOOP_SKIPS_METRIC = "skipped_pairs_in_loop"
 
 
 def check_run_config(cfg: RunConfig) -> None:
-    """Checks that need the whole run (beyond the dataclass checks), before anything loads."""
+    """Checks that need the whole run (beyond the dataclass checks), before anything loads: a missing
+    path or an unreachable Hub id is one line in seconds, not a traceback after the model loaded."""
     if not cfg.model.model_name_or_path:
         raise ConfigError("model_name_or_path: required")
     if not cfg.data.meta_data:
         raise ConfigError("meta_data: required (the training CSV)")
+    check_run_paths(cfg)
     if cfg.data.margin_score_columns and (cfg.training.loss_type != "margin" or cfg.data.is_image_data()):
         raise ConfigError(
             "margin_score_columns: per-pair margins are for loss_type: margin on CSV video pairs; got "
@@ -244,6 +247,25 @@ def reward_normalization(trainer, dataset, eval_dim: list[str], max_pairs: int |
     }
 
 
+def write_data_summary(output_dir: Path, reports) -> Path:
+    """The validation summaries as JSON (:data:`DATA_SUMMARY_FILE`): the log shows them as tables."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / DATA_SUMMARY_FILE
+    path.write_text(json.dumps({report.file: report.summary for report in reports}, indent=2) + "\n")
+    return path
+
+
+def ddp_unused_parameters(args) -> None:
+    """``ddp_find_unused_parameters`` False unless set: every trainable parameter of a reward model
+    reaches the loss (LoRA layers, the head with its tie parameters, a trainable vision tower or
+    merger, the embedding rows; ``lm_head`` is frozen by
+    :func:`~vlmrm.modeling.trainable.group_trainability`), so DDP's search for unused ones would only
+    cost a graph walk per step and warn that it found none. HF's own default turns the search on for
+    a PEFT model."""
+    if args.ddp_find_unused_parameters is None:
+        args.ddp_find_unused_parameters = False
+
+
 def skipped_counts(reports) -> dict[str, int]:
     """``skipped_pairs_<file name>`` for every data file whose bad lines were skipped (``on_bad_sample: skip``)."""
     counts = {}
@@ -265,7 +287,10 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
     train_report = reports[0]
     args = cfg.training
     init_deepspeed_comm(args)
+    ddp_unused_parameters(args)
     checkpoint = prepare_run(args)  # seeds before the model is built
+    if args.process_index == 0:
+        write_data_summary(Path(args.output_dir), reports)
     model, processor = build_reward_model(cfg.model, cfg.data, args)
     if args.disable_dropout:
         from trl.trainer.utils import disable_dropout_in_model
@@ -313,7 +338,7 @@ def run_training(cfg: RunConfig, callbacks=()) -> dict:
             trainer, train_dataset, cfg.data.eval_dim, args.normalization_pairs
         )
         attach_spec(backbone_config, spec)
-        logger.info("reward normalisation (training pairs): %s", spec.normalization)
+        logger.info("%s", summary_table("reward normalisation (training pairs)", spec.normalization))
     trainer.save_model(args.output_dir)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
     loop_skips = trainer.loop_skips()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from vlmrm.core.config import ConfigError
@@ -13,6 +12,7 @@ from vlmrm.core.problems import (
     enforce_bad_sample_policy,
     errors,
 )
+from vlmrm.core.tables import summary_table
 from vlmrm.media.processor import image_factor
 from vlmrm.media.sampling import FrameSampling
 from vlmrm.media.video import placeholder_video, resolve_backend
@@ -22,6 +22,9 @@ from vlmrm.pairs.video_pairs import parse_video_pair_csv
 from vlmrm.reward.collator import PairCollator
 
 logger = logging.getLogger(__name__)
+
+DATA_SUMMARY_FILE = "data_summary.json"
+"""``{data file: validation summary}`` of a run, in its output dir."""
 
 
 def no_pairs_problem(report: ValidationReport) -> Problem:
@@ -119,10 +122,11 @@ def sequence_length_problems(run_config, processor, report: ValidationReport) ->
 
 def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport]:
     """Validate ``meta_data`` and ``meta_data_test`` of a run before any model is loaded: every problem
-    is logged, then the run stops (``on_bad_sample: error``, or a file-level problem) or the bad
-    lines are left to be skipped and counted (``skip``; see ``summary["bad_lines"]``). A file left
-    with no usable pair (empty, header only, every line skipped) stops the run here too, that
-    message first (under ``error`` line errors already stop it and are listed as before). With
+    is logged, each file's summary as a short table (the JSON: :data:`DATA_SUMMARY_FILE` in the
+    output dir, written by the run), then the run stops (``on_bad_sample: error``, or a file-level
+    problem) or the bad lines are left to be skipped and counted (``skip``; see
+    ``summary["bad_lines"]``). A file left with no usable pair (empty, header only, every line
+    skipped) stops the run here too, that message first (under ``error`` line errors already stop it and are listed as before). With
     ``max_length`` set, the run's processor (no model) then counts every usable pair's tokens
     (:func:`sequence_length_problems`), and an over-long pair is a problem of its line."""
     data = run_config.data
@@ -153,7 +157,7 @@ def validate_run_data(run_config, strict: bool = False) -> list[ValidationReport
         for problem in report.problems:
             stops = problem.severity == "error" and data.on_bad_sample == "error"
             (logger.error if stops else logger.warning)("%s", problem)
-        logger.info("%s: %s", report.file, json.dumps(report.summary))
+        logger.info("%s", summary_table(f"data: {report.file}", report.summary))
     _enforce(reports, data.on_bad_sample, strict)
     if run_config.training.max_length is not None:
         from vlmrm.modeling.loading import build_processor

@@ -36,6 +36,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy
 
 from vlmrm.core.config import ConfigError, option
 from vlmrm.modeling.loading import load_saved_weights, saved_weight_files
+from vlmrm.training.callbacks import plain_progress_for_logs
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +203,9 @@ def prepare_run(args) -> str | None:
 def start_training(trainer, checkpoint: str | None):
     """``Trainer.train`` from :func:`prepare_run`'s checkpoint; with ``load_weights_only`` its weights
     go into ``trainer.model`` (the PEFT model when the trainer wrapped one) and the run starts at
-    step 0. Returns what ``train`` returns."""
+    step 0. Output that is not a terminal gets progress lines instead of tqdm bars
+    (:func:`plain_progress_for_logs`). Returns what ``train`` returns."""
+    plain_progress_for_logs(trainer)
     if checkpoint and getattr(trainer.args, "load_weights_only", False):
         load_initial_weights(trainer.model, checkpoint)
         checkpoint = None

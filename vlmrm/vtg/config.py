@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vlmrm.core.config import ConfigError, Layout, load_config, option
+from vlmrm.core.paths import check_directory, check_model_source
 from vlmrm.modeling.generation import LoraSection, ModelSection
 from vlmrm.training.sft import SFTTrainingArguments
 from vlmrm.vtg.data_config import VTGDataConfig
@@ -145,6 +146,14 @@ def training_of(sections: VTGTaskSections) -> tuple[type, dict]:
 
 
 LAYOUT = Layout((VTGTaskSections,), training=training_of)
+
+
+def check_model_paths(sections: VTGTaskSections) -> None:
+    """The model (folder or Hub id) and GRPO's SFT checkpoint exist, before anything loads: checked at
+    run time, not while parsing, so a config can be read and printed on a machine without them."""
+    check_model_source(sections.model.name_or_path, "model.name_or_path")
+    if sections.task == "vtg_grpo":
+        check_directory(sections.rl.sft_checkpoint, "rl.sft_checkpoint")
 
 
 def load_vtg_task_config(

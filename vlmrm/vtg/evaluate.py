@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from vlmrm.core.config import Layout, load_config, option
+from vlmrm.core.paths import check_directory
 from vlmrm.media.processor import image_factor
 from vlmrm.media.video import resolve_backend
 from vlmrm.vtg.annotations import VTGDataset
@@ -95,6 +96,7 @@ def run_vtg_evaluation(config: VTGEvalConfig) -> dict:
 
     if config.model_dir is None:
         return evaluate_predictions(config.annotation_file, config.output_dir, config.repair_pred)
+    check_directory(config.model_dir, "model_dir")  # a vtg_sft / vtg_grpo output: local, with vtg_run.json
     model, processor, run = load_trained(config.model_dir)
     backend = resolve_backend("auto")
     samples = checked_samples(config.annotation_file, config.video_dir, backend)[: config.max_samples]

@@ -21,6 +21,7 @@ from transformers import AutoProcessor
 from vlmrm.media.processor import image_factor
 from vlmrm.training.callbacks import EpochSetter
 from vlmrm.training.run import early_stopping, prepare_run, start_training, with_run_metrics
+from vlmrm.vtg.config import check_model_paths
 from vlmrm.vtg.metrics import segment_overlap, temporal_iou
 from vlmrm.vtg.policy import load_policy, load_trained, read_run, save_run
 from vlmrm.vtg.prompting import frame_images, grounding_prompt
@@ -110,6 +111,7 @@ def run_vtg_grpo(config) -> dict:
     from vlmrm.vtg.grpo_trainer import ManagedGRPOTrainer
 
     sections, data, args = config.sections, config.data, config.training
+    check_model_paths(sections)
     checkpoint = prepare_run(args)
     if sections.rl.sft_checkpoint:
         read_run(sections.rl.sft_checkpoint)  # fail early on a folder that is not a VTG output

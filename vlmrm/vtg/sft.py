@@ -26,6 +26,7 @@ from vlmrm.training.callbacks import EpochSetter
 from vlmrm.training.run import early_stopping, prepare_run, start_training, with_run_metrics
 from vlmrm.training.sft import END_OF_TURN, GenerationSFTTrainer, masked_row, pad_rows
 from vlmrm.vtg.annotations import VTGDataset, load_vtg_jsonl
+from vlmrm.vtg.config import check_model_paths
 from vlmrm.vtg.duration_sampler import BatchSizeLogCallback, DurationBasedBatchSampler
 from vlmrm.vtg.policy import load_policy, save_run
 from vlmrm.vtg.prompting import frame_images, grounding_answer, grounding_prompt
@@ -99,6 +100,7 @@ def run_vtg_sft(config, callbacks=()) -> dict:
     ``callbacks``: extra ``TrainerCallback``s, run before vlmrm's own (as the reward model's
     ``run_training`` takes them)."""
     sections, data, args = config.sections, config.data, config.training
+    check_model_paths(sections)
     checkpoint = prepare_run(args)
     processor = AutoProcessor.from_pretrained(sections.model.name_or_path)
     train, held_out = vtg_datasets(data, image_factor(processor), args.seed)
