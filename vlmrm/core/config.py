@@ -52,6 +52,7 @@ import ast
 import copy
 import difflib
 import json
+import math
 import re
 import types
 from collections.abc import Callable
@@ -72,14 +73,19 @@ from vlmrm.core.overrides import (
     off,
     origin_of,
     parse_overrides,
-    read_yaml,
     resolve_paths,
     resolve_under,
     set_override,
 )
 from vlmrm.core.problems import ConfigError
+from vlmrm.core.yaml_reader import read_yaml
 
 __all__ = [
+    "AT_LEAST_ONE",
+    "NON_NEGATIVE",
+    "POSITIVE",
+    "PROBABILITY_BELOW_ONE",
+    "Bound",
     "ConfigError",
     "Layout",
     "as_str_list",
@@ -95,10 +101,77 @@ SUGGESTION_CUTOFF = 0.6
 TRAINING = TRAINING_SECTION
 ARGPARSE_KEY = re.compile(r"argument --(\w+)")
 """How argparse names the key of a bad value ("argument --fps: invalid float value: 'fast'")."""
-LOADER_METADATA = frozenset({"path", "under"})
+LOADER_METADATA = frozenset({"path", "under", "bound"})
 """Field metadata of :func:`option` that only the loader reads."""
+COLLECTION_TYPE_WORDS = ("list", "dict", "tuple")
+"""Words in a field's annotation that make a YAML list or mapping a fitting value."""
 RATIO_KEYS = {"warmup_ratio": "warmup_steps"}
 """Reference keys transformers 5 dropped: warm-up as a fraction of all steps is a float warmup_steps < 1."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric option accepts: ``low`` / ``high`` (None: unbounded), each end closed
+    unless ``*_open``. Any number given in a config must also be finite: NaN and infinity are
+    refused for every numeric key, bounded or not, before a model or data is loaded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        opening, closing = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {opening}{self.low:g}, {self.high:g}{closing}"
+
+    def holds(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+
+POSITIVE = Bound(0, low_open=True)
+NON_NEGATIVE = Bound(0)
+AT_LEAST_ONE = Bound(1)
+PROBABILITY_BELOW_ONE = Bound(0, 1, high_open=True)
+"""Dropout rates, Adam betas: 1 would drop (or remember) everything."""
+TRAINING_ARGUMENT_BOUNDS = {
+    "learning_rate": POSITIVE,
+    "per_device_train_batch_size": AT_LEAST_ONE,
+    "per_device_eval_batch_size": AT_LEAST_ONE,
+    "gradient_accumulation_steps": AT_LEAST_ONE,
+    "num_train_epochs": POSITIVE,
+    "weight_decay": NON_NEGATIVE,
+    "max_grad_norm": NON_NEGATIVE,
+    "adam_beta1": PROBABILITY_BELOW_ONE,
+    "adam_beta2": PROBABILITY_BELOW_ONE,
+    "adam_epsilon": POSITIVE,
+    "warmup_steps": NON_NEGATIVE,
+    "logging_steps": POSITIVE,
+    "eval_steps": POSITIVE,
+    "save_steps": POSITIVE,
+    "dataloader_num_workers": NON_NEGATIVE,
+}
+"""Bounds of transformers' ``TrainingArguments`` keys, whose fields carry no :func:`option` metadata."""
+
+
+def bound_of(f: Field) -> Bound | None:
+    """The :class:`Bound` of a config field (its ``option(bound=...)``, else the table above)."""
+    return f.metadata.get("bound") or TRAINING_ARGUMENT_BOUNDS.get(f.name)
+
+
+def check_number(value: Any, bound: Bound | None, key: str) -> None:
+    """Refuse NaN, infinity and a number outside ``bound``, naming the dotted ``key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value}", key)
+    if bound is not None and not bound.holds(value):
+        raise ConfigError(f"{key}: must be {bound}, got {value:g}", key)
 
 
 def option(
@@ -107,13 +180,17 @@ def option(
     aliases: list[str] | None = None,
     path: bool | PathForm = False,
     under: str | None = None,
+    bound: Bound | None = None,
     **kwargs,
 ) -> Any:
     """A dataclass field with its ``help``; ``aliases`` are other accepted key names; ``path``
     marks an input path (True) or a value embedding paths (a :data:`PathForm`) for the path rule;
     ``under`` names the root-folder key of the same file a relative path is joined onto first
-    (:func:`resolve_under`, VTG's ``data_root``)."""
+    (:func:`resolve_under`, VTG's ``data_root``); ``bound`` the numbers it accepts (:class:`Bound`,
+    checked when a config is loaded, shown in docs/configuration.md)."""
     metadata: dict[str, Any] = {"help": help}
+    if bound is not None:
+        metadata["bound"] = bound
     if aliases:
         metadata["aliases"] = [f"--{a}" for a in aliases]
     if path:
@@ -199,7 +276,8 @@ def build_section(cls: type, values: Any, prefix: str = "") -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping of key: value, got {type(values).__name__}", prefix)
     hints = get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
+    by_name = {f.name: f for f in fields(cls)}
+    names = list(by_name)
     kwargs = {}
     for key, value in values.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
@@ -209,6 +287,7 @@ def build_section(cls: type, values: Any, prefix: str = "") -> Any:
             message = f"unknown key '{dotted}'{hint} (valid keys in {where}: {', '.join(names)})"
             raise ConfigError(message, dotted)
         kwargs[key] = _coerce(value, hints[key], dotted)
+        check_number(kwargs[key], bound_of(by_name[key]), dotted)
     try:
         return cls(**kwargs)
     except ConfigError as err:
@@ -294,19 +373,38 @@ class _RaisingArgumentParser(HfArgumentParser):
         HfArgumentParser._parse_dataclass_field(parser, f)
 
 
+def takes_collection(f: Field) -> bool:
+    """Whether a field's annotation admits a list or a mapping (else a YAML list or mapping given
+    for it would reach argparse as several tokens, or as JSON text)."""
+    return any(word in str(f.type).lower() for word in COLLECTION_TYPE_WORDS)
+
+
 def parse_flat(classes: tuple[type, ...], values: dict, section: str = "") -> tuple:
     """Instances of ``classes`` from one flat mapping, by ``HfArgumentParser`` (the flat layout, and
     the ``training`` section of a nested one: ``section`` then prefixes keys in errors)."""
-    argv = _argv(canonical_keys(classes, values, section), section)
+    given = canonical_keys(classes, values, section)
+    table = fields_by_key(classes)
+    for name, value in given.items():
+        if isinstance(value, (list, dict)) and not takes_collection(table[name]):
+            key = f"{section}.{name}" if section else name
+            raise ConfigError(f"{key}: expected one value, got a {type(value).__name__} {value!r}", key)
+    argv = _argv(given, section)
     parser = _RaisingArgumentParser(classes, allow_abbrev=False)
     try:
-        return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+        instances = tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
     except ValueError as err:  # ConfigError included; and the classes' own checks (GRPO batch sizes)
         named = ARGPARSE_KEY.match(str(err))
         key = err.key if isinstance(err, ConfigError) else None
         if named and key is None:
             key = f"{section}.{named.group(1)}" if section else named.group(1)
         raise ConfigError(f"{section}: {err}" if section else str(err), key) from None
+    for instance in instances:
+        for f in fields(instance):
+            if f.name in given:
+                check_number(
+                    getattr(instance, f.name), bound_of(f), f"{section}.{f.name}" if section else f.name
+                )
+    return instances
 
 
 # ---- the loader ------------------------------------------------------------------------------

@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vlmrm.core.config import ConfigError, Layout, load_config, option, resolve_under
+from vlmrm.core.config import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    ConfigError,
+    Layout,
+    load_config,
+    option,
+    resolve_under,
+)
 
 SamplingStrategy = Literal["uniform", "random", "keyframe"]
 EmbeddingInit = Literal["sinusoidal", "mean"]
@@ -56,8 +65,10 @@ class DatasetSection:
 class ResolutionSection:
     """Frame size fed to the model; each side is rounded to a multiple of the image factor (28)."""
 
-    height: int = option(384, "Frame height in pixels before rounding to the image factor.")
-    width: int = option(384, "Frame width in pixels before rounding to the image factor.")
+    height: int = option(
+        384, "Frame height in pixels before rounding to the image factor.", bound=AT_LEAST_ONE
+    )
+    width: int = option(384, "Frame width in pixels before rounding to the image factor.", bound=AT_LEAST_ONE)
 
     def __post_init__(self) -> None:
         _positive(self.height, "height")
@@ -69,7 +80,9 @@ class VideoSection:
     """How frames are picked from a clip (see :func:`vlmrm.vtg.clips.load_vtg_clip`)."""
 
     max_frames: int = option(
-        32, "Most frames sampled per clip (floored to even: Qwen's temporal patch is 2)."
+        32,
+        "Most frames sampled per clip (floored to even: Qwen's temporal patch is 2).",
+        bound=AT_LEAST_ONE,
     )
     sampling_strategy: SamplingStrategy = option(
         "uniform",
@@ -79,7 +92,11 @@ class VideoSection:
     resolution: ResolutionSection = field(
         default_factory=ResolutionSection, metadata={"help": "Frame height and width."}
     )
-    fps: float = option(0.0, "Sample at most this many frames per second of clip; 0 = the file's own rate.")
+    fps: float = option(
+        0.0,
+        "Sample at most this many frames per second of clip; 0 = the file's own rate.",
+        bound=NON_NEGATIVE,
+    )
 
     def __post_init__(self) -> None:
         _positive(self.max_frames, "max_frames", 2)
@@ -91,13 +108,13 @@ class VideoSection:
 class TemporalSection:
     """How segments are written in the model's text (consumed by :mod:`vlmrm.vtg.time_encoding`)."""
 
-    num_bins: int = option(100, "Bins of the relative (0-1) timestamp quantisation.")
+    num_bins: int = option(100, "Bins of the relative (0-1) timestamp quantisation.", bound=AT_LEAST_ONE)
     use_relative_timestamps: bool = option(True, "Write times as fractions of the clip, not seconds.")
     use_temporal_tokens: bool = option(False, "Write times as temporal tokens <0>...<N-1>.")
     embedding_init_strategy: EmbeddingInit = option(
         "sinusoidal", "Initial embedding of new temporal tokens: sinusoidal position code or mean row."
     )
-    num_temporal_tokens: int = option(1000, "Number of temporal tokens <0>...<N-1>.")
+    num_temporal_tokens: int = option(1000, "Number of temporal tokens <0>...<N-1>.", bound=AT_LEAST_ONE)
 
     def __post_init__(self) -> None:
         _positive(self.num_bins, "num_bins", 2)
@@ -108,9 +125,13 @@ class TemporalSection:
 class DataloaderSection:
     """torch DataLoader settings of the training split."""
 
-    batch_size: int = option(4, "Clips per device per step (ignored when duration_batching is enabled).")
-    num_workers: int = option(4, "DataLoader worker processes (they decode the videos).")
-    prefetch_factor: int = option(2, "Batches each worker prepares ahead (unused with num_workers: 0).")
+    batch_size: int = option(
+        4, "Clips per device per step (ignored when duration_batching is enabled).", bound=AT_LEAST_ONE
+    )
+    num_workers: int = option(4, "DataLoader worker processes (they decode the videos).", bound=NON_NEGATIVE)
+    prefetch_factor: int = option(
+        2, "Batches each worker prepares ahead (unused with num_workers: 0).", bound=AT_LEAST_ONE
+    )
     pin_memory: bool = option(True, "Page-locked host memory for faster copies to the GPU.")
 
     def __post_init__(self) -> None:
@@ -126,7 +147,7 @@ class ValidationSection:
     annotation_file: str | None = option(
         None, "Validation JSONL (same format as the training file).", path=True, under=DATA_ROOT
     )
-    batch_size: int = option(8, "Validation clips per device per step.")
+    batch_size: int = option(8, "Validation clips per device per step.", bound=AT_LEAST_ONE)
 
     def __post_init__(self) -> None:
         _positive(self.batch_size, "batch_size")
@@ -137,9 +158,11 @@ class DurationBatchingSection:
     """Batches packed by total clip duration (consumed by :mod:`vlmrm.vtg.duration_sampler`)."""
 
     enabled: bool = option(False, "Pack batches by duration instead of a fixed batch_size.")
-    target_batch_duration: float = option(1200.0, "Seconds of video per batch the packing aims for.")
-    max_batch_size: int | None = option(None, "Most clips per batch (unset: no cap).")
-    min_batch_size: int = option(1, "Fewest clips per batch.")
+    target_batch_duration: float = option(
+        1200.0, "Seconds of video per batch the packing aims for.", bound=POSITIVE
+    )
+    max_batch_size: int | None = option(None, "Most clips per batch (unset: no cap).", bound=AT_LEAST_ONE)
+    min_batch_size: int = option(1, "Fewest clips per batch.", bound=AT_LEAST_ONE)
     drop_last: bool = option(False, "Drop the last, incomplete batch.")
 
     def __post_init__(self) -> None:
