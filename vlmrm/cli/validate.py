@@ -37,7 +37,6 @@ from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES
 from vlmrm.pairs.validate import validate_image_pairs, validate_video_pairs
 from vlmrm.vtg.validate import validate_vtg
 
-
 CONFIG_ERROR_STATUS = 2
 """Exit status of a config that cannot be read (argparse's for a bad command line, as train_rm.py)."""
 

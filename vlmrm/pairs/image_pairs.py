@@ -31,7 +31,14 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from vlmrm.core.problems import Problem, encoding_message, path_escape, skip_bad_lines
+from vlmrm.core.problems import (
+    DuplicateJsonKey,
+    Problem,
+    encoding_message,
+    loads_unique,
+    path_escape,
+    skip_bad_lines,
+)
 from vlmrm.pairs.labels import LABEL_VALUES
 
 SCHEMAS = ("chosen_rejected", "ranking", "image_preference")
@@ -267,7 +274,10 @@ def parse_image_pair_jsonl(
                 problems.append(Problem(file, line_number, None, encoding_message(err), kind="bad_encoding"))
                 continue
             try:
-                record = json.loads(text)
+                record = loads_unique(text)
+            except DuplicateJsonKey as err:
+                problems.append(Problem(file, line_number, err.key, str(err), kind="bad_json"))
+                continue
             except json.JSONDecodeError as err:
                 problems.append(
                     Problem(
