@@ -336,23 +336,24 @@ def canonical_keys(classes: tuple[type, ...], values: dict, section: str = "") -
 
 
 def _argv(values: dict, section: str) -> list[str]:
-    """Key/values as argparse tokens, so YAML and command-line values share one type conversion."""
+    """Key/values as argparse tokens, so YAML and command-line values share one type conversion; a
+    single value is joined to its key (``--fps=-inf``)."""
     argv: list[str] = []
     for key, value in values.items():
         if value is None:
             continue
-        argv.append(f"--{key}")
         if isinstance(value, bool):
-            argv.append(str(value).lower())
+            argv.append(f"--{key}={str(value).lower()}")
         elif isinstance(value, dict):
-            argv.append(json.dumps(value))
+            argv.append(f"--{key}={json.dumps(value)}")
         elif isinstance(value, (list, tuple)):
             if not value:
                 where = f"{section}.{key}" if section else key
                 raise ConfigError(f"{where}: is an empty list", where)
+            argv.append(f"--{key}")
             argv.extend(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)
         else:
-            argv.append(str(value))
+            argv.append(f"--{key}={value}")  # one token: argparse would take "-inf" for an option
     return argv
 
 
