@@ -103,8 +103,8 @@ def test_negative_scientific_score_range_parses(tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("fps: [1, 2]", "fps: expected one value, got a list [1, 2]"),
-        ("learning_rate: {a: 1}", "learning_rate: expected one value, got a dict {'a': 1}"),
+        ("fps: [1, 2]", "fps: expected float, got a list [1, 2]"),
+        ("learning_rate: {a: 1}", "learning_rate: expected float, got a dict {'a': 1}"),
     ],
 )
 def test_a_collection_where_one_value_belongs_names_the_key(tmp_path, line, message):

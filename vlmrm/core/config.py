@@ -103,8 +103,8 @@ ARGPARSE_KEY = re.compile(r"argument --(\w+)")
 """How argparse names the key of a bad value ("argument --fps: invalid float value: 'fast'")."""
 LOADER_METADATA = frozenset({"path", "under", "bound"})
 """Field metadata of :func:`option` that only the loader reads."""
-COLLECTION_TYPE_WORDS = ("list", "dict", "tuple")
-"""Words in a field's annotation that make a YAML list or mapping a fitting value."""
+COLLECTION_TYPE_WORDS = {list: ("list", "tuple"), dict: ("dict",)}
+"""Words in a field's annotation that make a YAML list (or mapping) a fitting value."""
 RATIO_KEYS = {"warmup_ratio": "warmup_steps"}
 """Reference keys transformers 5 dropped: warm-up as a fraction of all steps is a float warmup_steps < 1."""
 
@@ -374,10 +374,10 @@ class _RaisingArgumentParser(HfArgumentParser):
         HfArgumentParser._parse_dataclass_field(parser, f)
 
 
-def takes_collection(f: Field) -> bool:
-    """Whether a field's annotation admits a list or a mapping (else a YAML list or mapping given
-    for it would reach argparse as several tokens, or as JSON text)."""
-    return any(word in str(f.type).lower() for word in COLLECTION_TYPE_WORDS)
+def takes(f: Field, collection: type) -> bool:
+    """Whether a field's annotation admits a list (or a mapping); else a YAML list or mapping
+    given for it would reach argparse as several tokens, or as JSON text read as one string."""
+    return any(word in str(f.type).lower() for word in COLLECTION_TYPE_WORDS[collection])
 
 
 def parse_flat(classes: tuple[type, ...], values: dict, section: str = "") -> tuple:
@@ -386,9 +386,11 @@ def parse_flat(classes: tuple[type, ...], values: dict, section: str = "") -> tu
     given = canonical_keys(classes, values, section)
     table = fields_by_key(classes)
     for name, value in given.items():
-        if isinstance(value, (list, dict)) and not takes_collection(table[name]):
+        if isinstance(value, (list, dict)) and not takes(table[name], type(value)):
             key = f"{section}.{name}" if section else name
-            raise ConfigError(f"{key}: expected one value, got a {type(value).__name__} {value!r}", key)
+            hint = table[name].type
+            expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            raise ConfigError(f"{key}: expected {expected}, got a {type(value).__name__} {value!r}", key)
     argv = _argv(given, section)
     parser = _RaisingArgumentParser(classes, allow_abbrev=False)
     try:
