@@ -64,7 +64,7 @@ CSV_CASES = [
         "a byte that is not UTF-8 inside a quoted multi-line prompt",
         csv_bytes(HEADER, b'a.mp4,b.mp4,"one', b'tw\xffo",A', b"a.mp4,b.mp4,p,X"),
         [
-            "error: {file}:2: line 3: " + NOT_UTF8.format(at=3),
+            "error: {file}:2 [prompt]: line 3: " + NOT_UTF8.format(at=3),
             f"error: {{file}}:4 [VQ]: {UNKNOWN_X}",
         ],
     ),

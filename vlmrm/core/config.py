@@ -82,6 +82,7 @@ from vlmrm.core.yaml_reader import read_yaml
 
 __all__ = [
     "AT_LEAST_ONE",
+    "AT_LEAST_TWO",
     "NON_NEGATIVE",
     "POSITIVE",
     "PROBABILITY_BELOW_ONE",
@@ -137,6 +138,8 @@ class Bound:
 POSITIVE = Bound(0, low_open=True)
 NON_NEGATIVE = Bound(0)
 AT_LEAST_ONE = Bound(1)
+AT_LEAST_TWO = Bound(2)
+"""Frame counts (Qwen-VL merges frames in pairs, its temporal patch) and quantisation bins."""
 PROBABILITY_BELOW_ONE = Bound(0, 1, high_open=True)
 """Dropout rates, Adam betas: 1 would drop (or remember) everything."""
 TRAINING_ARGUMENT_BOUNDS = {

@@ -55,10 +55,6 @@ class DataSource:
     path: str | None = option(None, "Converted SFT JSON (python -m vlmrm.grm.convert).", path=True)
     weight: float = option(1.0, "Examples per epoch = round(weight x examples in the file).", bound=POSITIVE)
 
-    def __post_init__(self) -> None:
-        if self.weight <= 0:
-            raise ConfigError(f"weight: must be > 0, got {self.weight}")
-
 
 @dataclass
 class GRMSFTSections:
@@ -98,12 +94,6 @@ class GRMSFTSections:
         bound=AT_LEAST_ONE,
     )
     video_backend: str = option("auto", "torchcodec | decord | pyav | auto.")
-
-    def __post_init__(self) -> None:
-        if self.max_length < 1:
-            raise ConfigError(f"max_length: must be >= 1, got {self.max_length}")
-        if self.video_fps <= 0:
-            raise ConfigError(f"video_fps: must be > 0, got {self.video_fps}")
 
     @property
     def media_limits(self) -> MediaLimits:

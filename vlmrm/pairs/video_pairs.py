@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 PATH_COLUMNS = ("path_A", "path_B")
 REQUIRED_COLUMNS = (*PATH_COLUMNS, "prompt")
 DECLARED_COLUMNS = {"A": ("fps_A", "num_frames_A"), "B": ("fps_B", "num_frames_B")}
+REPLACEMENT_CHAR = "\ufffd"
+"""What an undecodable byte reads as in a record's cells: it names the column of the bad byte."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,8 @@ def parse_video_pair_csv(
     for row_index, record in enumerate(parsed.records):
         line, row = record.line, record.cells
         if record.encoding_error is not None:
-            problems.append(Problem(file, line, None, record.encoding_error, kind="bad_encoding"))
+            column = next((c for c in columns if REPLACEMENT_CHAR in row.get(c, "")), None)
+            problems.append(Problem(file, line, column, record.encoding_error, kind="bad_encoding"))
             continue
         if record.field_count != len(columns):
             message = f"{record.field_count} fields, the header has {len(columns)} (a stray comma or quote?)"

@@ -21,6 +21,7 @@ from transformers import TrainingArguments
 
 from vlmrm.core.config import (
     AT_LEAST_ONE,
+    AT_LEAST_TWO,
     NON_NEGATIVE,
     POSITIVE,
     PROBABILITY_BELOW_ONE,
@@ -40,8 +41,6 @@ from vlmrm.media.sampling import (
 from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES
 from vlmrm.training.run import RunArguments
 
-TEMPORAL_PATCH_FRAMES = Bound(2)
-"""Qwen-VL merges frames in pairs (the temporal patch): fewer than 2 frames is no video."""
 TIE_K_BOUND = Bound(1, low_open=True)
 """Rao-Kupper k: P(tie) = (k^2 - 1) e^(r_A + r_B) / ((e^r_A + k e^r_B)(k e^r_A + e^r_B)) is a
 probability above 0 only for k > 1 (docs/reward_math.md)."""
@@ -133,7 +132,7 @@ class DataConfig:
         bound=POSITIVE,
     )
     num_frames: int | None = option(
-        None, "Sample exactly this many frames per video instead of by fps.", bound=TEMPORAL_PATCH_FRAMES
+        None, "Sample exactly this many frames per video instead of by fps.", bound=AT_LEAST_TWO
     )
     min_frames: int = option(
         FPS_MIN_FRAMES, "Fewest frames sampled per video when sampling by fps.", bound=AT_LEAST_ONE

@@ -15,13 +15,13 @@ folder); the data files are first joined onto the root as written (:func:`resolv
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from vlmrm.core.config import (
     AT_LEAST_ONE,
+    AT_LEAST_TWO,
     NON_NEGATIVE,
     POSITIVE,
     ConfigError,
@@ -35,11 +35,6 @@ SamplingStrategy = Literal["uniform", "random", "keyframe"]
 EmbeddingInit = Literal["sinusoidal", "mean"]
 DATA_ROOT = "dataset.data_root"
 """The root folder key of the data YAML: the data files' relative paths are spelled from it."""
-
-
-def _positive(value: float, name: str, minimum: float = 1) -> None:
-    if value < minimum:
-        raise ConfigError(f"{name}: must be >= {minimum:g}, got {value}")
 
 
 @dataclass
@@ -70,10 +65,6 @@ class ResolutionSection:
     )
     width: int = option(384, "Frame width in pixels before rounding to the image factor.", bound=AT_LEAST_ONE)
 
-    def __post_init__(self) -> None:
-        _positive(self.height, "height")
-        _positive(self.width, "width")
-
 
 @dataclass
 class VideoSection:
@@ -82,7 +73,7 @@ class VideoSection:
     max_frames: int = option(
         32,
         "Most frames sampled per clip (floored to even: Qwen's temporal patch is 2).",
-        bound=AT_LEAST_ONE,
+        bound=AT_LEAST_TWO,
     )
     sampling_strategy: SamplingStrategy = option(
         "uniform",
@@ -98,27 +89,18 @@ class VideoSection:
         bound=NON_NEGATIVE,
     )
 
-    def __post_init__(self) -> None:
-        _positive(self.max_frames, "max_frames", 2)
-        if not math.isfinite(self.fps) or self.fps < 0:
-            raise ConfigError(f"fps: must be >= 0 (0 = the file's rate), got {self.fps}")
-
 
 @dataclass
 class TemporalSection:
     """How segments are written in the model's text (consumed by :mod:`vlmrm.vtg.time_encoding`)."""
 
-    num_bins: int = option(100, "Bins of the relative (0-1) timestamp quantisation.", bound=AT_LEAST_ONE)
+    num_bins: int = option(100, "Bins of the relative (0-1) timestamp quantisation.", bound=AT_LEAST_TWO)
     use_relative_timestamps: bool = option(True, "Write times as fractions of the clip, not seconds.")
     use_temporal_tokens: bool = option(False, "Write times as temporal tokens <0>...<N-1>.")
     embedding_init_strategy: EmbeddingInit = option(
         "sinusoidal", "Initial embedding of new temporal tokens: sinusoidal position code or mean row."
     )
-    num_temporal_tokens: int = option(1000, "Number of temporal tokens <0>...<N-1>.", bound=AT_LEAST_ONE)
-
-    def __post_init__(self) -> None:
-        _positive(self.num_bins, "num_bins", 2)
-        _positive(self.num_temporal_tokens, "num_temporal_tokens", 2)
+    num_temporal_tokens: int = option(1000, "Number of temporal tokens <0>...<N-1>.", bound=AT_LEAST_TWO)
 
 
 @dataclass
@@ -134,11 +116,6 @@ class DataloaderSection:
     )
     pin_memory: bool = option(True, "Page-locked host memory for faster copies to the GPU.")
 
-    def __post_init__(self) -> None:
-        _positive(self.batch_size, "batch_size")
-        _positive(self.num_workers, "num_workers", 0)
-        _positive(self.prefetch_factor, "prefetch_factor")
-
 
 @dataclass
 class ValidationSection:
@@ -148,9 +125,6 @@ class ValidationSection:
         None, "Validation JSONL (same format as the training file).", path=True, under=DATA_ROOT
     )
     batch_size: int = option(8, "Validation clips per device per step.", bound=AT_LEAST_ONE)
-
-    def __post_init__(self) -> None:
-        _positive(self.batch_size, "batch_size")
 
 
 @dataclass
@@ -166,9 +140,6 @@ class DurationBatchingSection:
     drop_last: bool = option(False, "Drop the last, incomplete batch.")
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.target_batch_duration) or self.target_batch_duration <= 0:
-            raise ConfigError(f"target_batch_duration: must be > 0 seconds, got {self.target_batch_duration}")
-        _positive(self.min_batch_size, "min_batch_size")
         if self.max_batch_size is not None and self.max_batch_size < self.min_batch_size:
             raise ConfigError(
                 f"max_batch_size ({self.max_batch_size}) < min_batch_size ({self.min_batch_size})"
