@@ -133,22 +133,38 @@ def bound_port() -> tuple[socket.socket, int]:
     return taken, taken.getsockname()[1]
 
 
+def run_real_launcher(folder: Path, port: int) -> subprocess.CompletedProcess:
+    """run_distributed.sh on ``folder/cfg.yaml`` with this interpreter, for 2 ranks on ``port``."""
+    return subprocess.run(
+        [
+            "bash",
+            str(REPO / "run_distributed.sh"),
+            "--config",
+            "cfg.yaml",
+            "--gpus",
+            "2",
+            "--port",
+            str(port),
+        ],
+        cwd=folder,
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_port_in_use_ends_in_one_line_before_any_rank(tmp_path):
     (tmp_path / "cfg.yaml").write_text("output_dir: out\n")
     taken, port = bound_port()
     with taken:
-        proc = subprocess.run(
-            ["bash", str(REPO / "run_distributed.sh"), "--config", "cfg.yaml", "--gpus", "2", "--port", str(port)],
-            cwd=tmp_path,
-            env={**os.environ, "PYTHON": sys.executable},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        proc = run_real_launcher(tmp_path, port)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "torch.distributed.run" not in proc.stderr
-    assert f"error: master port {port} is already in use on this node; pick another with --port" in proc.stderr
+    assert (
+        f"error: master port {port} is already in use on this node; pick another with --port" in proc.stderr
+    )
     assert proc.stderr.count("error:") == 1
 
 
@@ -158,7 +174,9 @@ def test_check_refuses_a_bad_config_in_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "cfg.yaml").write_text("output_dir: out\nlearning_rate: 1e-5\nlearning_rate: 2e-5\n")
     taken, port = bound_port()
     taken.close()
-    assert check_launch.main(["--port", str(port), "--", str(tmp_path / "cfg.yaml"), "--use_cpu", "true"]) == 2
+    assert (
+        check_launch.main(["--port", str(port), "--", str(tmp_path / "cfg.yaml"), "--use_cpu", "true"]) == 2
+    )
     message = "key 'learning_rate' is given twice (first on line 2)"
     assert capsys.readouterr().err == f"error: {tmp_path / 'cfg.yaml'}:3:1: {message}\n"
 
@@ -166,15 +184,9 @@ def test_check_refuses_a_bad_config_in_one_line(tmp_path, capsys, monkeypatch):
 @pytest.mark.slow
 def test_bad_config_under_run_distributed_is_one_line_not_a_traceback_per_rank(tmp_path):
     (tmp_path / "cfg.yaml").write_text("output_dir: out\nper_device_train_batch_size: 0\n")
-    proc = subprocess.run(
-        ["bash", str(REPO / "run_distributed.sh"), "--config", "cfg.yaml", "--gpus", "2", "--port", "29617"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    taken, port = bound_port()
+    taken.close()
+    proc = run_real_launcher(tmp_path, port)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cfg.yaml: per_device_train_batch_size: must be >= 1, got 0" in proc.stderr
     assert proc.stderr.count("error:") == 1

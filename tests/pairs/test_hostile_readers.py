@@ -117,16 +117,16 @@ JSONL_CASES = [
 
 VTG_CASES = [
     (
-        "a line that is not UTF-8",
+        "VTG: a line that is not UTF-8",
         json_line(VTG_LINE) + b'\n{"video": "a.mp4", "sentence": "caf\xff"}\n',
         ["error: {file}:2: " + NOT_UTF8.format(at=36)],
     ),
     (
-        "a key given twice",
+        "VTG: a key given twice",
         json_line(VTG_LINE) + b"\n" + json_line(VTG_LINE)[:-1] + b', "duration": 3}\n',
         ["error: {file}:2 [duration]: key 'duration' is given twice in one object"],
     ),
-    ("a BOM before the first line", b"\xef\xbb\xbf" + json_line(VTG_LINE) + b"\n", []),
+    ("VTG: a BOM before the first line", b"\xef\xbb\xbf" + json_line(VTG_LINE) + b"\n", []),
 ]
 
 
@@ -148,20 +148,18 @@ def test_csv_lines_of_the_pairs_kept_are_the_files(tmp_path):
     ]
 
 
-@pytest.mark.parametrize(("name", "content", "expected"), JSONL_CASES, ids=[c[0] for c in JSONL_CASES])
-def test_image_jsonl_problem_named_at_its_line(tmp_path, name, content, expected):
-    path = tmp_path / "pairs.jsonl"
-    path.write_bytes(content)
-    table = parse_image_pair_jsonl(path)
-    assert [str(p) for p in table.problems] == [e.format(file=path) for e in expected]
+JSON_LINE_CASES = [(parse_image_pair_jsonl, *case) for case in JSONL_CASES] + [
+    (parse_vtg_jsonl, *case) for case in VTG_CASES
+]
 
 
-@pytest.mark.parametrize(("name", "content", "expected"), VTG_CASES, ids=[c[0] for c in VTG_CASES])
-def test_vtg_jsonl_problem_named_at_its_line(tmp_path, name, content, expected):
-    path = tmp_path / "train.jsonl"
+@pytest.mark.parametrize(
+    ("parse", "name", "content", "expected"), JSON_LINE_CASES, ids=[c[1] for c in JSON_LINE_CASES]
+)
+def test_jsonl_problem_named_at_its_line(tmp_path, parse, name, content, expected):
+    path = tmp_path / "data.jsonl"
     path.write_bytes(content)
-    table = parse_vtg_jsonl(path)
-    assert [str(p) for p in table.problems] == [e.format(file=path) for e in expected]
+    assert [str(p) for p in parse(path).problems] == [e.format(file=path) for e in expected]
 
 
 @pytest.mark.parametrize(
