@@ -163,6 +163,12 @@ else
     fi
 fi
 
+# One process checks the config (with the arguments the ranks get) and the master port, so that a
+# mistake ends in one line instead of a traceback per rank.
+PYTHONPATH="$SCRIPT_DIR${PYTHONPATH:+:$PYTHONPATH}" "$python" -m vlmrm.cli.check_launch \
+    --port "$port" --node_rank "$node_rank" -- \
+    "$config" ${cpu_args[@]+"${cpu_args[@]}"} ${extra_args[@]+"${extra_args[@]}"} || exit 2
+
 if [[ "$launcher" == "torchrun" ]]; then
     cmd=("$python" -m torch.distributed.run
         --nproc_per_node "$gpus" --nnodes "$nnodes" --node_rank "$node_rank"

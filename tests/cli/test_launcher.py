@@ -1,7 +1,8 @@
 """run_distributed.sh builds the right launch command, and every shipped DeepSpeed config is valid.
 
 The launcher runs for real, but with ``PYTHON`` pointing at a fake interpreter: asked ``-c ...`` (the
-GPU-count probe) it prints ``$FAKE_GPUS``; otherwise it prints ``OMP_NUM_THREADS`` and then its argv,
+GPU-count probe) it prints ``$FAKE_GPUS``; asked to run the pre-launch check it records its arguments
+beside itself and exits ``$FAKE_CHECK_STATUS``; otherwise it prints ``OMP_NUM_THREADS`` and then its argv,
 one argument per line, so the exact command line is asserted without starting torchrun.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,11 +22,14 @@ import pytest
 from transformers import TrainingArguments
 from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
+from vlmrm.cli import check_launch
+
 REPO = Path(__file__).resolve().parents[2]
 DS_CONFIGS = sorted((REPO / "ds_config").glob("*.json"))
 
 FAKE_PYTHON = """#!/bin/sh
 if [ "$1" = "-c" ]; then echo "${FAKE_GPUS:-0}"; exit 0; fi
+if [ "$2" = "vlmrm.cli.check_launch" ]; then echo "$@" > "$0.check"; exit "${FAKE_CHECK_STATUS:-0}"; fi
 echo "OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}"
 for arg in "$@"; do printf '%s\\n' "$arg"; done
 """
@@ -91,6 +97,7 @@ def launcher(tmp_path):
         return proc.returncode, argv, proc.stdout, proc.stderr
 
     run.train_script = str(repo / "train_rm.py")
+    run.check_args = fake.with_suffix(".check")
     return run
 
 
@@ -111,6 +118,90 @@ def torchrun_argv(train_script, nproc=2, nnodes=1, node_rank=0, addr="127.0.0.1"
         train_script,
         "cfg.yaml",
     ]
+
+
+def test_config_and_port_are_checked_once_with_the_ranks_arguments(launcher):
+    code, argv, _, _ = launcher("--config", "cfg.yaml", "--gpus", "2", "--port", "29611", "--", "--seed", "3")
+    assert code == 0 and argv is not None
+    checked = run_check_args(launcher)
+    assert checked[:7] == ["-m", "vlmrm.cli.check_launch", "--port", "29611", "--node_rank", "0", "--"]
+    assert checked[7:] == ["cfg.yaml", "--use_cpu", "true", "--ddp_backend", "gloo", "--seed", "3"]
+
+
+def test_a_refused_check_launches_nothing(launcher):
+    code, argv, _, _ = launcher("--config", "cfg.yaml", "--gpus", "2", FAKE_CHECK_STATUS="2")
+    assert (code, argv) == (2, None)
+
+
+def run_check_args(launcher) -> list[str]:
+    return launcher.check_args.read_text().split()
+
+
+def bound_port() -> tuple[socket.socket, int]:
+    """A socket listening on a free loopback port (the test's own), and the port."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken, taken.getsockname()[1]
+
+
+def run_real_launcher(folder: Path, port: int) -> subprocess.CompletedProcess:
+    """run_distributed.sh on ``folder/cfg.yaml`` with this interpreter, for 2 ranks on ``port``."""
+    return subprocess.run(
+        [
+            "bash",
+            str(REPO / "run_distributed.sh"),
+            "--config",
+            "cfg.yaml",
+            "--gpus",
+            "2",
+            "--port",
+            str(port),
+        ],
+        cwd=folder,
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_port_in_use_ends_in_one_line_before_any_rank(tmp_path):
+    (tmp_path / "cfg.yaml").write_text("output_dir: out\n")
+    taken, port = bound_port()
+    with taken:
+        proc = run_real_launcher(tmp_path, port)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "torch.distributed.run" not in proc.stderr
+    assert (
+        f"error: master port {port} is already in use on this node; pick another with --port" in proc.stderr
+    )
+    assert proc.stderr.count("error:") == 1
+
+
+def test_check_refuses_a_bad_config_in_one_line(tmp_path, capsys, monkeypatch):
+    for key in check_launch.single_process_world():
+        monkeypatch.setenv(key, "")  # restored after the test: the check sets up a world of one
+    (tmp_path / "cfg.yaml").write_text("output_dir: out\nlearning_rate: 1e-5\nlearning_rate: 2e-5\n")
+    taken, port = bound_port()
+    taken.close()
+    assert (
+        check_launch.main(["--port", str(port), "--", str(tmp_path / "cfg.yaml"), "--use_cpu", "true"]) == 2
+    )
+    message = "key 'learning_rate' is given twice (first on line 2)"
+    assert capsys.readouterr().err == f"error: {tmp_path / 'cfg.yaml'}:3:1: {message}\n"
+
+
+@pytest.mark.slow
+def test_bad_config_under_run_distributed_is_one_line_not_a_traceback_per_rank(tmp_path):
+    (tmp_path / "cfg.yaml").write_text("output_dir: out\nper_device_train_batch_size: 0\n")
+    taken, port = bound_port()
+    taken.close()
+    proc = run_real_launcher(tmp_path, port)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cfg.yaml: per_device_train_batch_size: must be >= 1, got 0" in proc.stderr
+    assert proc.stderr.count("error:") == 1
 
 
 def test_script_is_executable_bash():

@@ -84,7 +84,7 @@ def nested(tmp_path: Path, overrides: list[str], **values):
         (["--k", "v"], [("k", "v")]),
         (["--k=v"], [("k", "v")]),
         (["--n", "3", "--x", "-1"], [("n", 3), ("x", -1)]),
-        (["--lr", "5e-6"], [("lr", "5e-6")]),  # PyYAML 1.1: a string; the field's type converts it
+        (["--lr", "5e-6"], [("lr", 5e-6)]),  # YAML 1.2 floats: scientific notation without a dot
         (["--flag"], [("flag", True)]),
         (["--flag", "--n", "3"], [("flag", True), ("n", 3)]),
         (["--no_flag"], [("no_flag", True)]),

@@ -18,6 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from transformers import TrainingArguments
 
+from vlmrm.core.config import TRAINING_ARGUMENT_BOUNDS
 from vlmrm.grm.evaluate import GRMEvalConfig
 from vlmrm.grm.sft import GRMSFTSections
 from vlmrm.reward.config import DataConfig, ModelConfig, RewardTrainingArguments
@@ -109,7 +110,9 @@ def field_rows(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         aliases = [alias.lstrip("-") for alias in spec.metadata.get("aliases", [])]
         if aliases:
             help_text += f" (also: {', '.join(aliases)})"
-        rows.append((key, type_name(hint), default_text(spec), help_text))
+        bound = spec.metadata.get("bound")
+        kind = type_name(hint) + (f", {bound}" if bound is not None else "")
+        rows.append((key, kind, default_text(spec), help_text))
         if item is not None and dataclasses.is_dataclass(item):
             rows += field_rows(item, f"{key}[].")
     return rows
@@ -129,7 +132,11 @@ def summary_line(cls: type) -> str:
 def class_table(cls: type) -> str:
     lines = [f"**{cls.__name__}**{summary_line(cls)}", ""]
     if issubclass(cls, TrainingArguments):
-        lines += ["Every `transformers.TrainingArguments` key is accepted too; vlmrm adds:", ""]
+        checked = ", ".join(f"`{key}` {bound}" for key, bound in TRAINING_ARGUMENT_BOUNDS.items())
+        lines += [
+            f"Every `transformers.TrainingArguments` key is accepted too (numbers finite; {checked}); vlmrm adds:",
+            "",
+        ]
     lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key, kind, default, help_text in field_rows(cls):
         cells = [f"`{key}`", escape_cell(kind), default, escape_cell(help_text)]

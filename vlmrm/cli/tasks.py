@@ -55,6 +55,33 @@ TRAIN_TASKS: dict[str, Callable[[str, list[str]], dict]] = {
 }
 
 
+def _reward_model_config(path: str, overrides: list[str]) -> object:
+    from vlmrm.reward.config import parse_config
+
+    return parse_config(path, overrides)
+
+
+def _vtg_config(path: str, overrides: list[str]) -> object:
+    from vlmrm.vtg.config import load_vtg_task_config
+
+    return load_vtg_task_config(path, overrides)
+
+
+def _grm_sft_config(path: str, overrides: list[str]) -> object:
+    from vlmrm.grm.sft import load_grm_sft_config
+
+    return load_grm_sft_config(path, overrides)
+
+
+TRAIN_CONFIGS: dict[str, Callable[[str, list[str]], object]] = {
+    "reward_model": _reward_model_config,
+    "vtg_sft": _vtg_config,
+    "vtg_grpo": _vtg_config,
+    "grm_sft": _grm_sft_config,
+}
+"""The config loader of each training job: what the launcher checks once before starting ranks."""
+
+
 def _reward_model_eval(path: str, overrides: list[str]) -> list[str]:
     """Evaluate reward checkpoints; one line per checkpoint and dimension, then the results file.
     Any model dir or checkpoint that could not be evaluated (``keep_going``: after all the others)
@@ -123,6 +150,11 @@ def pick(table: dict, path: str | Path, default: str) -> Callable:
 def run_train_task(path: str, overrides: list[str]) -> dict:
     """The metrics of the training job the config's ``task:`` names."""
     return pick(TRAIN_TASKS, path, DEFAULT_TRAIN_TASK)(path, overrides)
+
+
+def check_train_config(path: str, overrides: list[str]) -> object:
+    """Load (and so check) the config of the training job ``task:`` names, without running it."""
+    return pick(TRAIN_CONFIGS, path, DEFAULT_TRAIN_TASK)(path, overrides)
 
 
 def run_eval_task(path: str, overrides: list[str]) -> list[str]:

@@ -35,12 +35,15 @@ import json
 import sys
 from pathlib import Path
 
-from vlmrm.core.problems import ValidationReport
+from vlmrm.core.problems import ConfigError, ValidationReport
 from vlmrm.media.sampling import FrameSampling
 from vlmrm.media.video import resolve_backend
 from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES
 from vlmrm.pairs.validate import validate_image_pairs, validate_video_pairs
 from vlmrm.vtg.validate import validate_vtg
+
+CONFIG_ERROR_STATUS = 2
+"""Exit status of a config that cannot be read (argparse's for a bad command line, as train_rm.py)."""
 
 
 def _vtg_files(args) -> list[tuple[str, str | None]]:
@@ -113,7 +116,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 1 when a file fails, 2 on a config that cannot be read (one line, no traceback)."""
     args = _parser().parse_args(argv)
+    try:
+        return check_files(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return CONFIG_ERROR_STATUS
+
+
+def check_files(args: argparse.Namespace) -> int:
     if args.task == "vtg":
         if not (args.file or args.config):
             _parser().error("give --file JSONL or --config VTG data YAML")

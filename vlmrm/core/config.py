@@ -56,6 +56,7 @@ import ast
 import copy
 import difflib
 import json
+import math
 import re
 import types
 from collections.abc import Callable
@@ -76,14 +77,20 @@ from vlmrm.core.overrides import (
     off,
     origin_of,
     parse_overrides,
-    read_yaml,
     resolve_paths,
     resolve_under,
     set_override,
 )
 from vlmrm.core.problems import ConfigError
+from vlmrm.core.yaml_reader import read_yaml
 
 __all__ = [
+    "AT_LEAST_ONE",
+    "AT_LEAST_TWO",
+    "NON_NEGATIVE",
+    "POSITIVE",
+    "PROBABILITY_BELOW_ONE",
+    "Bound",
     "ConfigError",
     "Layout",
     "as_str_list",
@@ -99,10 +106,79 @@ SUGGESTION_CUTOFF = 0.6
 TRAINING = TRAINING_SECTION
 ARGPARSE_KEY = re.compile(r"argument --(\w+)")
 """How argparse names the key of a bad value ("argument --fps: invalid float value: 'fast'")."""
-LOADER_METADATA = frozenset({"path", "under"})
+LOADER_METADATA = frozenset({"path", "under", "bound"})
 """Field metadata of :func:`option` that only the loader reads."""
+COLLECTION_TYPE_WORDS = {list: ("list", "tuple"), dict: ("dict",)}
+"""Words in a field's annotation that make a YAML list (or mapping) a fitting value."""
 RATIO_KEYS = {"warmup_ratio": "warmup_steps"}
 """Reference keys transformers 5 dropped: warm-up as a fraction of all steps is a float warmup_steps < 1."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric option accepts: ``low`` / ``high`` (None: unbounded), each end closed
+    unless ``*_open``. Any number given in a config must also be finite: NaN and infinity are
+    refused for every numeric key, bounded or not, before a model or data is loaded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        opening, closing = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {opening}{self.low:g}, {self.high:g}{closing}"
+
+    def holds(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+
+POSITIVE = Bound(0, low_open=True)
+NON_NEGATIVE = Bound(0)
+AT_LEAST_ONE = Bound(1)
+AT_LEAST_TWO = Bound(2)
+"""Frame counts (Qwen-VL merges frames in pairs, its temporal patch) and quantisation bins."""
+PROBABILITY_BELOW_ONE = Bound(0, 1, high_open=True)
+"""Dropout rates, Adam betas: 1 would drop (or remember) everything."""
+TRAINING_ARGUMENT_BOUNDS = {
+    "learning_rate": POSITIVE,
+    "per_device_train_batch_size": AT_LEAST_ONE,
+    "per_device_eval_batch_size": AT_LEAST_ONE,
+    "gradient_accumulation_steps": AT_LEAST_ONE,
+    "num_train_epochs": POSITIVE,
+    "weight_decay": NON_NEGATIVE,
+    "max_grad_norm": NON_NEGATIVE,
+    "adam_beta1": PROBABILITY_BELOW_ONE,
+    "adam_beta2": PROBABILITY_BELOW_ONE,
+    "adam_epsilon": POSITIVE,
+    "warmup_steps": NON_NEGATIVE,
+    "logging_steps": POSITIVE,
+    "eval_steps": POSITIVE,
+    "save_steps": POSITIVE,
+    "dataloader_num_workers": NON_NEGATIVE,
+}
+"""Bounds of transformers' ``TrainingArguments`` keys, whose fields carry no :func:`option` metadata."""
+
+
+def bound_of(f: Field) -> Bound | None:
+    """The :class:`Bound` of a config field (its ``option(bound=...)``, else the table above)."""
+    return f.metadata.get("bound") or TRAINING_ARGUMENT_BOUNDS.get(f.name)
+
+
+def check_number(value: Any, bound: Bound | None, key: str) -> None:
+    """Refuse NaN, infinity and a number outside ``bound``, naming the dotted ``key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value}", key)
+    if bound is not None and not bound.holds(value):
+        raise ConfigError(f"{key}: must be {bound}, got {value:g}", key)
 
 
 def option(
@@ -111,13 +187,17 @@ def option(
     aliases: list[str] | None = None,
     path: bool | PathForm = False,
     under: str | None = None,
+    bound: Bound | None = None,
     **kwargs,
 ) -> Any:
     """A dataclass field with its ``help``; ``aliases`` are other accepted key names; ``path``
     marks an input path (True) or a value embedding paths (a :data:`PathForm`) for the path rule;
     ``under`` names the root-folder key of the same file a relative path is joined onto first
-    (:func:`resolve_under`, VTG's ``data_root``)."""
+    (:func:`resolve_under`, VTG's ``data_root``); ``bound`` the numbers it accepts (:class:`Bound`,
+    checked when a config is loaded, shown in docs/configuration.md)."""
     metadata: dict[str, Any] = {"help": help}
+    if bound is not None:
+        metadata["bound"] = bound
     if aliases:
         metadata["aliases"] = [f"--{a}" for a in aliases]
     if path:
@@ -203,7 +283,8 @@ def build_section(cls: type, values: Any, prefix: str = "") -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping of key: value, got {type(values).__name__}", prefix)
     hints = get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
+    by_name = {f.name: f for f in fields(cls)}
+    names = list(by_name)
     unknown = [key for key in values if key not in names]
     if unknown:
         dotted = [f"{prefix}.{key}" if prefix else str(key) for key in unknown]
@@ -213,6 +294,7 @@ def build_section(cls: type, values: Any, prefix: str = "") -> Any:
     for key, value in values.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         kwargs[key] = _coerce(value, hints[key], dotted)
+        check_number(kwargs[key], bound_of(by_name[key]), dotted)
     try:
         return cls(**kwargs)
     except ConfigError as err:
@@ -270,23 +352,24 @@ def canonical_keys(classes: tuple[type, ...], values: dict, section: str = "") -
 
 
 def _argv(values: dict, section: str) -> list[str]:
-    """Key/values as argparse tokens, so YAML and command-line values share one type conversion."""
+    """Key/values as argparse tokens, so YAML and command-line values share one type conversion; a
+    single value is joined to its key (``--fps=-inf``)."""
     argv: list[str] = []
     for key, value in values.items():
         if value is None:
             continue
-        argv.append(f"--{key}")
         if isinstance(value, bool):
-            argv.append(str(value).lower())
+            argv.append(f"--{key}={str(value).lower()}")
         elif isinstance(value, dict):
-            argv.append(json.dumps(value))
+            argv.append(f"--{key}={json.dumps(value)}")
         elif isinstance(value, (list, tuple)):
             if not value:
                 where = f"{section}.{key}" if section else key
                 raise ConfigError(f"{where}: is an empty list", where)
+            argv.append(f"--{key}")
             argv.extend(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)
         else:
-            argv.append(str(value))
+            argv.append(f"--{key}={value}")  # one token: argparse would take "-inf" for an option
     return argv
 
 
@@ -307,19 +390,40 @@ class _RaisingArgumentParser(HfArgumentParser):
         HfArgumentParser._parse_dataclass_field(parser, f)
 
 
+def takes(f: Field, collection: type) -> bool:
+    """Whether a field's annotation admits a list (or a mapping); else a YAML list or mapping
+    given for it would reach argparse as several tokens, or as JSON text read as one string."""
+    return any(word in str(f.type).lower() for word in COLLECTION_TYPE_WORDS[collection])
+
+
 def parse_flat(classes: tuple[type, ...], values: dict, section: str = "") -> tuple:
     """Instances of ``classes`` from one flat mapping, by ``HfArgumentParser`` (the flat layout, and
     the ``training`` section of a nested one: ``section`` then prefixes keys in errors)."""
-    argv = _argv(canonical_keys(classes, values, section), section)
+    given = canonical_keys(classes, values, section)
+    table = fields_by_key(classes)
+    for name, value in given.items():
+        if isinstance(value, (list, dict)) and not takes(table[name], type(value)):
+            key = f"{section}.{name}" if section else name
+            hint = table[name].type
+            expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            raise ConfigError(f"{key}: expected {expected}, got a {type(value).__name__} {value!r}", key)
+    argv = _argv(given, section)
     parser = _RaisingArgumentParser(classes, allow_abbrev=False)
     try:
-        return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+        instances = tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
     except ValueError as err:  # ConfigError included; and the classes' own checks (GRPO batch sizes)
         named = ARGPARSE_KEY.match(str(err))
         key = err.key if isinstance(err, ConfigError) else None
         if named and key is None:
             key = f"{section}.{named.group(1)}" if section else named.group(1)
         raise ConfigError(f"{section}: {err}" if section else str(err), key) from None
+    for instance in instances:
+        for f in fields(instance):
+            if f.name in given:
+                check_number(
+                    getattr(instance, f.name), bound_of(f), f"{section}.{f.name}" if section else f.name
+                )
+    return instances
 
 
 # ---- the loader ------------------------------------------------------------------------------

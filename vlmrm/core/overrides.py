@@ -13,9 +13,8 @@ from dataclasses import Field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
 from vlmrm.core.problems import ConfigError
+from vlmrm.core.yaml_reader import DuplicateKeyError, load_yaml, read_yaml
 
 NEGATION = "no_"
 """Prefix that turns a boolean flag off: ``--no_use_tied_data``."""
@@ -34,11 +33,14 @@ PathForm = Callable[[str, Callable[[str], str]], str]
 """A field whose value embeds paths (``src:path,src:path``): rewrites it, resolving each path."""
 
 
-def parse_scalar(text: str) -> Any:
-    """One command-line value, read as YAML with the two exceptions of the module docstring."""
+def parse_scalar(text: str, key: str = "value") -> Any:
+    """One command-line value, read as YAML with the two exceptions of the module docstring; a
+    mapping giving a key twice is an error (``--key:1:column`` names it), never text."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_yaml(text, f"--{key}")
+    except DuplicateKeyError:
+        raise
+    except ConfigError:
         return text
     if isinstance(value, bool) and text.strip().lower() not in BOOLEAN_WORDS:
         return text
@@ -58,11 +60,11 @@ def parse_overrides(tokens: list[str]) -> list[tuple[str, Any]]:
         key, equals, value = token[2:].partition("=")
         key = key.replace("-", "_")
         if equals:
-            pairs.append((key, parse_scalar(value)))
+            pairs.append((key, parse_scalar(value, key)))
             continue
         values = []
         while rest and not rest[0].startswith("--"):
-            values.append(parse_scalar(rest.pop(0)))
+            values.append(parse_scalar(rest.pop(0), key))
         pairs.append((key, True if not values else values[0] if len(values) == 1 else values))
     return pairs
 
@@ -121,18 +123,6 @@ def merge(base: dict, over: dict) -> dict:
         else:
             base[key] = value
     return base
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load`` (never executes tags)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    with path.open() as fh:
-        values = yaml.safe_load(fh) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of key: value")
-    return values
 
 
 def section_class(hint: Any) -> type | None:

@@ -7,11 +7,12 @@ with the file) are reported and counted, and ``--strict`` validation turns them 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 Severity = Literal["error", "warning"]
 FILE_KINDS = frozenset({"missing_file", "bad_csv", "missing_column"})
@@ -81,6 +82,30 @@ def path_escape(file: str, line: int, field: str, path: Path, root: Path) -> Pro
 def encoding_message(err: UnicodeDecodeError) -> str:
     """The bad byte of a line that is not UTF-8, counted from 1 within the line."""
     return f"not valid UTF-8 (byte 0x{err.object[err.start]:02x} at byte {err.start + 1} of the line); save the file as UTF-8"
+
+
+class DuplicateJsonKey(ValueError):
+    """A JSON object naming one key twice; ``key`` is that key."""
+
+    def __init__(self, key: str):
+        super().__init__(f"key '{key}' is given twice in one object")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of :func:`json.loads`: raise :class:`DuplicateJsonKey` where json would
+    keep the last value of a repeated key without a word."""
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in record:
+            raise DuplicateJsonKey(key)
+        record[key] = value
+    return record
+
+
+def loads_unique(text: str) -> Any:
+    """:func:`json.loads` refusing repeated keys (:class:`DuplicateJsonKey`)."""
+    return json.loads(text, object_pairs_hook=unique_keys)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vlmrm.core.config import ConfigError, Layout, load_config, option
+from vlmrm.core.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, ConfigError, Layout, load_config, option
 from vlmrm.core.paths import check_model_source
 from vlmrm.grm.engines import GenerationSettings, HFEngine
 from vlmrm.grm.instructions import INSTRUCTION_FILE_PREFIX, load_instruction
@@ -61,17 +61,19 @@ class GRMEvalConfig:
     model_dir: str | None = option(None, "Checkpoint folder (grm_sft output) or hub id.", path=True)
     data_path: str | None = option(None, "source:path[,source:path] of held-out pairs.", path=data_path_form)
     output_dir: str = option("evaluation_results/grm", "Where the verdicts and counts go.")
-    batch_size: int = option(DEFAULT_BATCH_SIZE, "Pairs per generate call.")
-    max_new_tokens: int = option(DEFAULT_MAX_NEW_TOKENS, "Most tokens generated per pair.")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, "Pairs per generate call.", bound=AT_LEAST_ONE)
+    max_new_tokens: int = option(
+        DEFAULT_MAX_NEW_TOKENS, "Most tokens generated per pair.", bound=AT_LEAST_ONE
+    )
     use_cot: bool = option(True, "Default instruction asks for <think> + scores (as in training data).")
     task_instruction: str | None = option(
         None, "Template with {prompt}, or @FILE (default: T2I/T2V one).", path=instruction_form
     )
-    video_fps: float = option(DEFAULT_VIDEO_FPS, "Frames sampled per second of video.")
+    video_fps: float = option(DEFAULT_VIDEO_FPS, "Frames sampled per second of video.", bound=POSITIVE)
     video_backend: str = option("auto", "torchcodec | decord | pyav | auto.")
-    temperature: float = option(0.0, "0 = greedy.")
-    seed: int = option(0, "Shown order per pair and sampling seed.")
-    max_samples: int | None = option(None, "Judge the first N pairs only.")
+    temperature: float = option(0.0, "0 = greedy.", bound=NON_NEGATIVE)
+    seed: int = option(0, "Shown order per pair and sampling seed.", bound=NON_NEGATIVE)
+    max_samples: int | None = option(None, "Judge the first N pairs only.", bound=AT_LEAST_ONE)
     resume: bool = option(
         False, "Keep verdicts already in output_dir (same model and data!); else start over."
     )

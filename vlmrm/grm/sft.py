@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from transformers import AutoProcessor
 
-from vlmrm.core.config import ConfigError, Layout, load_config, option
+from vlmrm.core.config import AT_LEAST_ONE, POSITIVE, ConfigError, Layout, load_config, option
 from vlmrm.core.paths import check_model_source
 from vlmrm.grm.sft_data import GRMSFTCollator, GRMSFTDataset, MediaLimits, load_sft_files, mix_counts
 from vlmrm.media.processor import image_factor
@@ -54,11 +54,7 @@ OUTPUT_HINT = "outputs/grm_sft"
 @dataclass
 class DataSource:
     path: str | None = option(None, "Converted SFT JSON (python -m vlmrm.grm.convert).", path=True)
-    weight: float = option(1.0, "Examples per epoch = round(weight x examples in the file).")
-
-    def __post_init__(self) -> None:
-        if self.weight <= 0:
-            raise ConfigError(f"weight: must be > 0, got {self.weight}")
+    weight: float = option(1.0, "Examples per epoch = round(weight x examples in the file).", bound=POSITIVE)
 
 
 @dataclass
@@ -71,26 +67,34 @@ class GRMSFTSections:
         metadata={"help": "TrainingArguments keys and the run keys (vlmrm.training.run)."},
     )
     data: list[DataSource] = field(default_factory=list, metadata={"help": "SFT files and their weights."})
-    max_length: int = option(DEFAULT_MAX_LENGTH, "Longest conversation in tokens; longer ones are an error.")
-    video_fps: float = option(DEFAULT_VIDEO_FPS, "Frames per second for videos without their own video_fps.")
-    image_min_pixels: int | None = option(None, "Image pixel lower bound (None: the processor's).")
-    image_max_pixels: int | None = option(None, "Image pixel upper bound (None: the processor's).")
+    max_length: int = option(
+        DEFAULT_MAX_LENGTH, "Longest conversation in tokens; longer ones are an error.", bound=AT_LEAST_ONE
+    )
+    video_fps: float = option(
+        DEFAULT_VIDEO_FPS, "Frames per second for videos without their own video_fps.", bound=POSITIVE
+    )
+    image_min_pixels: int | None = option(
+        None, "Image pixel lower bound (None: the processor's).", bound=AT_LEAST_ONE
+    )
+    image_max_pixels: int | None = option(
+        None, "Image pixel upper bound (None: the processor's).", bound=AT_LEAST_ONE
+    )
     video_min_pixels: int | None = option(
-        None, "Frame pixel lower bound (None: vlmrm.media.sampling's default)."
+        None,
+        "Frame pixel lower bound (None: vlmrm.media.sampling's default).",
+        bound=AT_LEAST_ONE,
     )
     video_max_pixels: int | None = option(
-        None, "Frame pixel upper bound (None: vlmrm.media.sampling's default)."
+        None,
+        "Frame pixel upper bound (None: vlmrm.media.sampling's default).",
+        bound=AT_LEAST_ONE,
     )
     video_max_frames: int | None = option(
-        None, "Most frames per video (None: vlmrm.media.sampling's default)."
+        None,
+        "Most frames per video (None: vlmrm.media.sampling's default).",
+        bound=AT_LEAST_ONE,
     )
     video_backend: str = option("auto", "torchcodec | decord | pyav | auto.")
-
-    def __post_init__(self) -> None:
-        if self.max_length < 1:
-            raise ConfigError(f"max_length: must be >= 1, got {self.max_length}")
-        if self.video_fps <= 0:
-            raise ConfigError(f"video_fps: must be > 0, got {self.video_fps}")
 
     @property
     def media_limits(self) -> MediaLimits:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from transformers import ProcessorMixin
 
-from vlmrm.core.problems import DataValidationError, Problem
+from vlmrm.core.problems import DataValidationError, DuplicateJsonKey, Problem, loads_unique
 from vlmrm.media.image import open_image
 from vlmrm.media.processor import video_kwargs
 from vlmrm.media.sampling import FrameSampling
@@ -145,8 +145,8 @@ def load_sft_file(path: str | Path) -> list[SFTExample]:
     """Every example of one converted file; all bad examples are reported at once (file, index)."""
     path = Path(path)
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+        records = loads_unique(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, DuplicateJsonKey) as err:
         raise DataValidationError([Problem(str(path), None, None, str(err), kind="missing_file")]) from err
     if not isinstance(records, list):
         raise DataValidationError([Problem(str(path), None, None, "expected a JSON array of examples")])

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlmrm.core.problems import DataValidationError, Problem, skip_bad_lines
+from vlmrm.core.problems import DataValidationError, DuplicateJsonKey, Problem, loads_unique, skip_bad_lines
 from vlmrm.grm.records import TIE, Choice, Media
 from vlmrm.pairs.image_pairs import parse_image_pair_jsonl
 from vlmrm.pairs.labels import LABEL_VALUES, OVERALL
@@ -175,8 +175,8 @@ def load_hpdv3_source(path: Path, options: SourceOptions) -> SourceLoad:
     if not path.is_file():
         raise _fail(file, "JSON file not found", "missing_file")
     try:
-        records = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        records = loads_unique(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError, DuplicateJsonKey) as err:
         raise _fail(file, f"invalid JSON: {err}", "bad_json") from err
     if not isinstance(records, list):
         raise _fail(file, f"must be a JSON array of records, got {type(records).__name__}", "bad_json")

@@ -9,7 +9,7 @@ from typing import Literal
 
 from transformers import AutoModelForImageTextToText
 
-from vlmrm.core.config import option
+from vlmrm.core.config import AT_LEAST_ONE, POSITIVE, PROBABILITY_BELOW_ONE, option
 from vlmrm.modeling.loading import DTYPES
 
 
@@ -23,9 +23,9 @@ class ModelSection:
 @dataclass
 class LoraSection:
     enabled: bool = option(True, "Train LoRA adapters (false: every LLM weight).")
-    r: int = option(64, "LoRA rank.")
-    lora_alpha: int = option(128, "LoRA alpha (scale alpha / r).")
-    lora_dropout: float = option(0.05, "Dropout on the LoRA input.")
+    r: int = option(64, "LoRA rank.", bound=AT_LEAST_ONE)
+    lora_alpha: int = option(128, "LoRA alpha (scale alpha / r).", bound=POSITIVE)
+    lora_dropout: float = option(0.05, "Dropout on the LoRA input.", bound=PROBABILITY_BELOW_ONE)
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         metadata={"help": "Module names (suffixes) that get adapters."},

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlmrm.core.problems import Problem, encoding_message
+from vlmrm.core.problems import DuplicateJsonKey, Problem, encoding_message, loads_unique
 
 EXTERNAL_FORMATS = ("trl", "llamafactory_sharegpt", "llamafactory_alpaca")
 IMAGE_PLACEHOLDER = "<image>"
@@ -112,7 +112,9 @@ def read_records(path: Path) -> RecordFile:
             problems.append(Problem(file, line_number, None, encoding_message(err), kind="bad_encoding"))
             continue
         try:
-            records.append(Record(line_number, json.loads(text)))
+            records.append(Record(line_number, loads_unique(text)))
+        except DuplicateJsonKey as err:
+            problems.append(Problem(file, line_number, err.key, str(err), kind="bad_json"))
         except json.JSONDecodeError as err:
             message = f"invalid JSON: {err.msg} (column {err.colno})"
             problems.append(Problem(file, line_number, None, message, kind="bad_json"))
@@ -129,19 +131,26 @@ def _read_array(file: str, raw: bytes) -> RecordFile:
     decoder = json.JSONDecoder()
     position = text.index("[") + 1
     records: list[Record] = []
+    problems: list[Problem] = []
+    index = 0
     while True:
         position = _skip_space(text, position)
-        if position < len(text) and text[position] == "]" and not records:
+        if position < len(text) and text[position] == "]" and not index:
             break
         try:
             value, end = decoder.raw_decode(text, position)
         except (json.JSONDecodeError, RecursionError) as err:
             line = text.count("\n", 0, position) + 1
-            message = (
-                f"invalid JSON array at record {len(records)}: {getattr(err, 'msg', 'nested too deeply')}"
-            )
+            message = f"invalid JSON array at record {index}: {getattr(err, 'msg', 'nested too deeply')}"
             return RecordFile([], [Problem(file, None, None, f"line {line}: {message}", kind="bad_json")])
-        records.append(Record(text.count("\n", 0, position) + 1, value, len(records)))
+        line = text.count("\n", 0, position) + 1
+        try:
+            loads_unique(text[position:end])
+        except DuplicateJsonKey as err:
+            problems.append(Problem(file, line, err.key, f"{err} (record {index})", kind="bad_json"))
+        else:
+            records.append(Record(line, value, index))
+        index += 1
         position = _skip_space(text, end)
         if position < len(text) and text[position] == ",":
             position += 1
@@ -149,11 +158,9 @@ def _read_array(file: str, raw: bytes) -> RecordFile:
         if position < len(text) and text[position] == "]" and not text[position + 1 :].strip():
             break
         line = text.count("\n", 0, position) + 1
-        message = (
-            f"line {line}: invalid JSON array after record {len(records) - 1}: expected ',' or a final ']'"
-        )
+        message = f"line {line}: invalid JSON array after record {index - 1}: expected ',' or a final ']'"
         return RecordFile([], [Problem(file, None, None, message, kind="bad_json")])
-    return RecordFile(records)
+    return RecordFile(records, problems)
 
 
 def _skip_space(text: str, position: int) -> int:

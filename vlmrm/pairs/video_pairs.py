@@ -7,27 +7,26 @@ optionally ``fps_A, num_frames_A, fps_B, num_frames_B``. Labels map to y = +1 (A
 missing label: that dimension of the pair is masked (y = NaN in the dataset's tensor: no loss term,
 not in accuracy) and the pair's other dimensions train; a row with no label at all is an error.
 With ``score_columns`` (e.g. ``MOS_{side}_{dim}``, VideoAlign's names) each pair also carries the
-score difference s_A - s_B per dimension, for the margin loss's per-pair margin. Line numbers in messages are the file's own
-(header = line 1).
+score difference s_A - s_B per dimension, for the margin loss's per-pair margin. Line numbers in messages are the file's own:
+the line a record starts on, after quoted multi-line fields and blank lines (:mod:`vlmrm.pairs.csv_records`).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from vlmrm.core.problems import Problem, encoding_message, path_escape, skip_bad_lines
+from vlmrm.core.problems import Problem, path_escape, skip_bad_lines
 from vlmrm.media.frame_cache import FrameCache
 from vlmrm.media.sampling import QWEN2_IMAGE_FACTOR, FrameSampling
 from vlmrm.media.video import VideoBackend, load_video
+from vlmrm.pairs.csv_records import read_csv_records
 from vlmrm.pairs.labels import LABEL_VALUES, MISSING_LABELS
 from vlmrm.pairs.samples import BadSampleGuard, load_column
 
@@ -36,10 +35,8 @@ logger = logging.getLogger(__name__)
 PATH_COLUMNS = ("path_A", "path_B")
 REQUIRED_COLUMNS = (*PATH_COLUMNS, "prompt")
 DECLARED_COLUMNS = {"A": ("fps_A", "num_frames_A"), "B": ("fps_B", "num_frames_B")}
-HEADER_LINES = 1
-"""CSV line of data row r (0-based) is r + HEADER_LINES + 1."""
 REPLACEMENT_CHAR = "\ufffd"
-"""What an undecodable byte reads as, so the rest of a non-UTF-8 file still parses."""
+"""What an undecodable byte reads as in a record's cells: it names the column of the bad byte."""
 
 
 @dataclass(frozen=True)
@@ -96,30 +93,38 @@ def resolve_video_path(value: str, data_dir: Path) -> Path:
     return path if path.is_absolute() else data_dir / path
 
 
-def _declared(row: pd.Series, side: str, file: str, line: int, problems: list[Problem]) -> DeclaredVideo:
+def _declared(row: dict[str, str], side: str, file: str, line: int, problems: list[Problem]) -> DeclaredVideo:
+    """The side's declared fps (a finite number > 0) and frame count (a whole number > 0: ``2.0``
+    is 2, ``2.7`` is an error, never truncated)."""
     fps_col, frames_col = DECLARED_COLUMNS[side]
-    values = {}
-    for column, cast in ((fps_col, float), (frames_col, int)):
-        text = row.get(column, "")
-        if text is None or str(text).strip() == "":
-            values[column] = None
+    values: dict[str, float | int | None] = {}
+    for column, whole in ((fps_col, False), (frames_col, True)):
+        text = row.get(column, "").strip()
+        values[column] = None
+        if not text:
             continue
         try:
-            number = cast(float(text)) if cast is int else cast(text)
-            if not math.isfinite(number):
-                raise ValueError(text)
-        except (ValueError, OverflowError):
-            problems.append(Problem(file, line, column, f"not a finite number: {text!r}", kind="bad_number"))
-            values[column] = None
+            number = float(text)
+        except ValueError:
+            problems.append(Problem(file, line, column, f"not a number: {text!r}", kind="bad_number"))
             continue
-        if number <= 0:
-            problems.append(Problem(file, line, column, f"must be > 0, got {text!r}", kind="bad_number"))
-        values[column] = number
+        if not math.isfinite(number) or number <= 0:
+            problems.append(
+                Problem(file, line, column, f"not a finite number > 0: {text!r}", kind="bad_number")
+            )
+        elif whole and not number.is_integer():
+            problems.append(
+                Problem(
+                    file, line, column, f"must be a whole number of frames, got {text!r}", kind="bad_number"
+                )
+            )
+        else:
+            values[column] = int(number) if whole else number
     return DeclaredVideo(values[fps_col], values[frames_col])
 
 
 def _score_diffs(
-    row: pd.Series,
+    row: dict[str, str],
     eval_dim: list[str],
     labels: list[int | None],
     score_of: dict[tuple[str, str], str],
@@ -152,20 +157,6 @@ def _score_diffs(
     return tuple(diffs)
 
 
-def decode_lines(raw: bytes) -> tuple[str, dict[int, UnicodeDecodeError]]:
-    """UTF-8 text of a file (a leading BOM dropped) and the error of each line (from 1) that is not
-    UTF-8; such a line's bad bytes read as U+FFFD."""
-    lines, bad = [], {}
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        encoding = "utf-8-sig" if number == 1 else "utf-8"
-        try:
-            lines.append(line.decode(encoding))
-        except UnicodeDecodeError as err:
-            bad[number] = err
-            lines.append(line.decode(encoding, errors="replace"))
-    return "\n".join(lines), bad
-
-
 def parse_video_pair_csv(
     csv_path: str | Path,
     eval_dim: list[str],
@@ -193,27 +184,25 @@ def parse_video_pair_csv(
 
     if not csv_path.is_file():
         return unusable([Problem(file, None, None, "CSV file not found", kind="missing_file")])
-    text, bad_encoding = decode_lines(csv_path.read_bytes())
-    if HEADER_LINES in bad_encoding:
-        message = f"header {encoding_message(bad_encoding[HEADER_LINES])}"
-        return unusable([Problem(file, HEADER_LINES, None, message, kind="bad_csv")])
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        return unusable([Problem(file, None, None, f"cannot parse CSV: {err}", kind="bad_csv")])
+    parsed = read_csv_records(csv_path.read_bytes())
+    if parsed.fatal is not None:
+        return unusable([Problem(file, *parsed.fatal, kind="bad_csv")])
+    if parsed.header_line is None:
+        return unusable([Problem(file, None, None, "cannot parse CSV: the file is empty", kind="bad_csv")])
+    columns = parsed.columns
     score_of = {
         (side, dim): score_columns.format(side=side, dim=dim)
         for side in ("A", "B")
         for dim in (eval_dim if score_columns else [])
     }
-    missing = [c for c in (*REQUIRED_COLUMNS, *eval_dim, *score_of.values()) if c not in frame.columns]
+    missing = [c for c in (*REQUIRED_COLUMNS, *eval_dim, *score_of.values()) if c not in columns]
     if missing:
-        header = ", ".join(frame.columns)
+        header = ", ".join(columns)
         return unusable(
             [
                 Problem(
                     file,
-                    HEADER_LINES,
+                    parsed.header_line,
                     column,
                     f"missing column (header has: {header})",
                     kind="missing_column",
@@ -225,13 +214,15 @@ def parse_video_pair_csv(
     problems: list[Problem] = []
     pairs: list[VideoPair] = []
     dropped = 0
-    for row_index, row in frame.iterrows():
-        line = int(row_index) + HEADER_LINES + 1
-        if line in bad_encoding:
-            column = next((c for c in frame.columns if REPLACEMENT_CHAR in str(row[c])), None)
-            problems.append(
-                Problem(file, line, column, encoding_message(bad_encoding[line]), kind="bad_encoding")
-            )
+    for row_index, record in enumerate(parsed.records):
+        line, row = record.line, record.cells
+        if record.encoding_error is not None:
+            column = next((c for c in columns if REPLACEMENT_CHAR in row.get(c, "")), None)
+            problems.append(Problem(file, line, column, record.encoding_error, kind="bad_encoding"))
+            continue
+        if record.field_count != len(columns):
+            message = f"{record.field_count} fields, the header has {len(columns)} (a stray comma or quote?)"
+            problems.append(Problem(file, line, None, message, kind="bad_row"))
             continue
         labels: list[int | None] = []
         for dim in eval_dim:
@@ -289,10 +280,10 @@ def parse_video_pair_csv(
             "%s: dropped %d of %d rows whose every dimension in %s is a tie (use_tied_data=false)",
             file,
             dropped,
-            len(frame),
+            len(parsed.records),
             eval_dim,
         )
-    return VideoPairTable(csv_path, root, list(eval_dim), pairs, len(frame), dropped, problems)
+    return VideoPairTable(csv_path, root, list(eval_dim), pairs, len(parsed.records), dropped, problems)
 
 
 def load_video_pairs(

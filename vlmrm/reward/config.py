@@ -19,7 +19,19 @@ from typing import Literal
 
 from transformers import TrainingArguments
 
-from vlmrm.core.config import ConfigError, Layout, as_str_list, load_config, option
+from vlmrm.core.config import (
+    AT_LEAST_ONE,
+    AT_LEAST_TWO,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY_BELOW_ONE,
+    Bound,
+    ConfigError,
+    Layout,
+    as_str_list,
+    load_config,
+    option,
+)
 from vlmrm.core.paths import check_directory, check_file, check_model_source
 from vlmrm.media.sampling import (
     DEFAULT_MAX_FRAME_PIXELS,
@@ -31,6 +43,10 @@ from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES
 from vlmrm.reward.templates import read_template_file
 from vlmrm.reward.videoalign_flags import translate_videoalign
 from vlmrm.training.run import RunArguments
+
+TIE_K_BOUND = Bound(1, low_open=True)
+"""Rao-Kupper k: P(tie) = (k^2 - 1) e^(r_A + r_B) / ((e^r_A + k e^r_B)(k e^r_A + e^r_B)) is a
+probability above 0 only for k > 1 (docs/reward_math.md)."""
 
 
 @dataclass
@@ -55,6 +71,7 @@ class ModelConfig:
         None,
         "Outputs of the reward head: len(eval_dim); with reward_token=special 1 (a head shared by the "
         "dimensions' tokens, default) or len(eval_dim) (token d reads output d). Unset = derived.",
+        bound=AT_LEAST_ONE,
     )
     use_special_tokens: bool = option(False, "Add one reward token per dimension, e.g. <|VQ_reward|>.")
     reward_token: Literal["last", "mean", "special"] = option(
@@ -69,9 +86,9 @@ class ModelConfig:
     tune_merger: bool = option(False, "Train the vision->LLM merger even when the vision tower is frozen.")
     lora_enable: bool = option(False, "Train LoRA adapters on the LLM instead of its full weights.")
     vision_lora: bool = option(False, "Also put LoRA adapters on the vision tower.")
-    lora_r: int = option(64, "LoRA rank.")
-    lora_alpha: int = option(128, "LoRA alpha.")
-    lora_dropout: float = option(0.05, "LoRA dropout.")
+    lora_r: int = option(64, "LoRA rank.", bound=AT_LEAST_ONE)
+    lora_alpha: int = option(128, "LoRA alpha.", bound=POSITIVE)
+    lora_dropout: float = option(0.05, "LoRA dropout.", bound=PROBABILITY_BELOW_ONE)
     lora_namespan_exclude: list[str] = option(
         ["lm_head", "rm_head", "embed_tokens"], "Module name fragments never wrapped with LoRA."
     )
@@ -140,25 +157,36 @@ class DataConfig:
         "before_text", "Where the video sits in the user turn: before the prompt (VideoAlign) or after it."
     )
     fps: float = option(
-        DEFAULT_VIDEO_FPS, "Frames sampled per second of video (ignored if num_frames is set)."
+        DEFAULT_VIDEO_FPS,
+        "Frames sampled per second of video (ignored if num_frames is set).",
+        bound=POSITIVE,
     )
-    num_frames: int | None = option(None, "Sample exactly this many frames per video instead of by fps.")
-    min_frames: int = option(FPS_MIN_FRAMES, "Fewest frames sampled per video when sampling by fps.")
-    max_frames: int = option(FPS_MAX_FRAMES, "Most frames sampled per video when sampling by fps.")
+    num_frames: int | None = option(
+        None, "Sample exactly this many frames per video instead of by fps.", bound=AT_LEAST_TWO
+    )
+    min_frames: int = option(
+        FPS_MIN_FRAMES, "Fewest frames sampled per video when sampling by fps.", bound=AT_LEAST_ONE
+    )
+    max_frames: int = option(
+        FPS_MAX_FRAMES, "Most frames sampled per video when sampling by fps.", bound=AT_LEAST_ONE
+    )
     max_frame_pixels: int | None = option(
         DEFAULT_MAX_FRAME_PIXELS,
         "Max pixels per frame (VideoAlign's 448*448 = 200704); qwen-vl-utils' caps apply on top: "
         "768 tokens x factor^2 and total_pixels / frames x 2. 0 = those caps alone (qwen-vl-utils).",
+        bound=NON_NEGATIVE,
     )
     min_frame_pixels: int | None = option(
         None,
         "Min pixels per frame; null = qwen-vl-utils' 128 tokens x factor^2 of the model family "
         "(100352 for Qwen2/2.5-VL, 131072 for Qwen3-VL).",
+        bound=AT_LEAST_ONE,
     )
     total_pixels: int | None = option(
         None,
         "Pixel budget of a whole video (qwen-vl-utils' total_pixels): a frame gets at most "
         "total_pixels / frames x 2; null = qwen-vl-utils' 0.9 x 128000 tokens x factor^2.",
+        bound=AT_LEAST_ONE,
     )
     frame_rounding: Literal["floor", "round"] = option(
         "floor",
@@ -185,7 +213,9 @@ class DataConfig:
         "every sampling parameter; fill ahead with python -m vlmrm.data.precache. Uniform sampling only.",
     )
     frame_cache_max_gb: float = option(
-        50.0, "Frame cache size limit in GiB; least-recently-used entries are deleted beyond it."
+        50.0,
+        "Frame cache size limit in GiB; least-recently-used entries are deleted beyond it.",
+        bound=POSITIVE,
     )
     data_format: Literal[
         "auto",
@@ -204,12 +234,16 @@ class DataConfig:
     image_dir: str | None = option(
         None, "Folder relative image paths of JSONL data resolve against (default: its folder).", path=True
     )
-    max_train_samples: int | None = option(None, "Train on the first N pairs only (None = all).")
+    max_train_samples: int | None = option(
+        None, "Train on the first N pairs only (None = all).", bound=AT_LEAST_ONE
+    )
     use_irrelevant_queries: bool = option(
         False, "Image data: add irrelevant-query pairs (matched image above an unrelated one, same text)."
     )
     num_irrelevant_pairs: int = option(
-        1, "Irrelevant pairs per sample (training with use_irrelevant_queries; evaluation always, when > 0)."
+        1,
+        "Irrelevant pairs per sample (training with use_irrelevant_queries; evaluation always, when > 0).",
+        bound=NON_NEGATIVE,
     )
     margin_score_columns: str | None = option(
         None,
@@ -227,8 +261,8 @@ class DataConfig:
         "size and a truncated index; sampled = also decode the frames training samples; all = decode "
         "every frame (damage in the middle of a stream).",
     )
-    min_pixels: int | None = option(None, "Min pixels of an image input (images only).")
-    max_pixels: int | None = option(None, "Max pixels of an image input (images only).")
+    min_pixels: int | None = option(None, "Min pixels of an image input (images only).", bound=AT_LEAST_ONE)
+    max_pixels: int | None = option(None, "Max pixels of an image input (images only).", bound=AT_LEAST_ONE)
 
     def is_image_data(self, path: str | None = None) -> bool:
         """JSONL image pairs (by suffix, or a JSONL schema named in ``data_format``) vs CSV video pairs."""
@@ -272,16 +306,10 @@ class DataConfig:
             raise ConfigError(f"eval_split_ratio: must be in (0, 1), got {self.eval_split_ratio}")
         if self.eval_split_ratio is not None and self.meta_data_test:
             raise ConfigError("eval_split_ratio: give meta_data_test or eval_split_ratio, not both")
-        if self.num_frames is not None and self.num_frames < 2:
-            raise ConfigError(f"num_frames: must be >= 2 (temporal patch), got {self.num_frames}")
-        if self.fps <= 0:
-            raise ConfigError(f"fps: must be > 0, got {self.fps}")
         if self.min_frames > self.max_frames:
             raise ConfigError(f"min_frames ({self.min_frames}) > max_frames ({self.max_frames})")
         if self.max_frame_pixels == 0:  # YAML null is "not given"; 0 asks for qwen-vl-utils' caps alone
             self.max_frame_pixels = None
-        if self.total_pixels is not None and self.total_pixels <= 0:
-            raise ConfigError(f"total_pixels: must be > 0, got {self.total_pixels}")
         if (
             self.min_frame_pixels is not None
             and self.max_frame_pixels is not None
@@ -304,31 +332,50 @@ class RewardTrainingArguments(RunArguments, TrainingArguments):
     loss_type: Literal["bt", "btt", "margin", "reg"] = option(
         "btt", "bt: Bradley-Terry; btt: BT with ties (Rao-Kupper); margin: BT with a margin; reg: MSE."
     )
-    tie_k: float = option(5.0, "Rao-Kupper tie parameter k > 1 of the btt loss.")
+    tie_k: float = option(5.0, "Rao-Kupper tie parameter k > 1 of the btt loss.", bound=TIE_K_BOUND)
     learn_tie_k: bool = option(False, "btt: learn one k > 1 per dimension (starting at tie_k).")
     margin: float = option(
-        0.5, "Fixed margin m of the margin loss (used unless the data has margin_score_columns)."
+        0.5,
+        "Fixed margin m of the margin loss (used unless the data has margin_score_columns).",
+        bound=NON_NEGATIVE,
     )
     margin_scale: float = option(
         1.0,
         "Margin loss with margin_score_columns: per pair and dimension m = margin_scale * y * (s_A - s_B) (the preferred side's score minus the other's, as VideoAlign).",
+        bound=POSITIVE,
     )
-    merger_lr: float | None = option(None, "Learning rate of the merger; unset = learning_rate.")
-    vision_lr: float | None = option(None, "Learning rate of the vision tower; unset = learning_rate.")
-    special_token_lr: float | None = option(None, "Learning rate of the reward-token embeddings.")
-    head_lr: float | None = option(None, "Learning rate of the reward head; unset = learning_rate.")
+    merger_lr: float | None = option(
+        None, "Learning rate of the merger; unset = learning_rate.", bound=POSITIVE
+    )
+    vision_lr: float | None = option(
+        None, "Learning rate of the vision tower; unset = learning_rate.", bound=POSITIVE
+    )
+    special_token_lr: float | None = option(
+        None, "Learning rate of the reward-token embeddings.", bound=POSITIVE
+    )
+    head_lr: float | None = option(
+        None, "Learning rate of the reward head; unset = learning_rate.", bound=POSITIVE
+    )
     merge_pair_forward: bool = option(
         True, "Run both videos of each pair through one forward (pad to a common length, split after)."
     )
     logging_epochs: float | None = option(
-        None, "Log every this fraction of an epoch (overrides logging_steps)."
+        None,
+        "Log every this fraction of an epoch (overrides logging_steps).",
+        bound=POSITIVE,
     )
     eval_epochs: float | None = option(
-        None, "Evaluate every this fraction of an epoch (overrides eval_steps)."
+        None,
+        "Evaluate every this fraction of an epoch (overrides eval_steps).",
+        bound=POSITIVE,
     )
-    save_epochs: float | None = option(None, "Save every this fraction of an epoch (overrides save_steps).")
+    save_epochs: float | None = option(
+        None, "Save every this fraction of an epoch (overrides save_steps).", bound=POSITIVE
+    )
     save_full_model: bool = option(False, "Also save the merged full model, not only adapters/head.")
-    irrelevant_loss_weight: float = option(1.0, "Weight of the BT loss of irrelevant-query pairs.")
+    irrelevant_loss_weight: float = option(
+        1.0, "Weight of the BT loss of irrelevant-query pairs.", bound=NON_NEGATIVE
+    )
     use_margin_loss: bool = option(False, "Scorer-reference name for loss_type: margin (with `margin`).")
     score_min: float | None = option(None, "Lower end of the reward range (soft clamp, see RewardHead).")
     score_max: float | None = option(None, "Upper end of the reward range (soft clamp, see RewardHead).")
@@ -337,15 +384,17 @@ class RewardTrainingArguments(RunArguments, TrainingArguments):
         None,
         "After training, store each dimension's reward mean/std over this many training pairs (both "
         "videos) in the checkpoint, for normalised rewards and Overall. None = all pairs, 0 = skip.",
+        bound=NON_NEGATIVE,
     )
     max_length: int | None = option(
-        None, "Max tokens per sequence (guards against OOM).", aliases=["max_seq_length"]
+        None,
+        "Max tokens per sequence (guards against OOM).",
+        aliases=["max_seq_length"],
+        bound=AT_LEAST_ONE,
     )
     remove_unused_columns: bool = option(False, "Kept False: the collator needs every dataset field.")
 
     def __post_init__(self) -> None:
-        if self.tie_k <= 1:
-            raise ConfigError(f"tie_k: the Rao-Kupper parameter must be > 1, got {self.tie_k}")
         if self.use_margin_loss:
             self.loss_type = "margin"
         if (self.score_min is None) != (self.score_max is None) or (

@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import AutoConfig
 
-from vlmrm.core.config import ConfigError, Layout, load_config, option
+from vlmrm.core.config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, Layout, load_config, option
 from vlmrm.core.paths import check_directory, check_file, check_model_source
 from vlmrm.core.problems import EvaluationFailed, Problem, errors
 from vlmrm.media.processor import image_factor
@@ -99,14 +99,16 @@ class EvalConfig:
         None, "Backbone for adapter checkpoints (default: the one recorded in the checkpoint).", path=True
     )
     checkpoint_pattern: str = option("checkpoint-*", "Glob of checkpoints inside each model dir.")
-    eval_batch_size: int = option(8, "Pairs per forward batch.")
-    max_eval_samples: int | None = option(None, "Evaluate only the first N pairs (None = all).")
+    eval_batch_size: int = option(8, "Pairs per forward batch.", bound=AT_LEAST_ONE)
+    max_eval_samples: int | None = option(
+        None, "Evaluate only the first N pairs (None = all).", bound=AT_LEAST_ONE
+    )
     output_dir: str = option("evaluation_results", "Where results, logs and the report go.")
     output_file: str = option("evaluation_results.csv", "Name of the results CSV (JSON beside it).")
     swap_check: bool = option(True, "Score every pair again with A and B exchanged.")
     report: bool = option(True, "Write report.html with plots (needs matplotlib).")
     video_backend: str | None = option(None, "Decoder (default: the checkpoint's training choice).")
-    dataloader_num_workers: int = option(0, "DataLoader workers for decoding.")
+    dataloader_num_workers: int = option(0, "DataLoader workers for decoding.", bound=NON_NEGATIVE)
     keep_going: bool = option(
         False,
         "Evaluate the other checkpoints past a missing model dir or a checkpoint that fails to load "

@@ -34,7 +34,7 @@ import torch
 from transformers import EarlyStoppingCallback, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy
 
-from vlmrm.core.config import ConfigError, option
+from vlmrm.core.config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, option
 from vlmrm.modeling.loading import load_saved_weights, saved_weight_files
 from vlmrm.training.callbacks import plain_progress_for_logs
 
@@ -65,9 +65,13 @@ class RunArguments:
         None, "Write the run to output_dir/<experiment_name>_<YYYYmmdd_HHMMSS> (a new folder every run)."
     )
     early_stopping_patience: int | None = option(
-        None, "Stop after this many evaluations without improvement of metric_for_best_model."
+        None,
+        "Stop after this many evaluations without improvement of metric_for_best_model.",
+        bound=AT_LEAST_ONE,
     )
-    early_stopping_threshold: float = option(0.0, "Smallest improvement that counts for early stopping.")
+    early_stopping_threshold: float = option(
+        0.0, "Smallest improvement that counts for early stopping.", bound=NON_NEGATIVE
+    )
     load_weights_only: bool = option(
         False, "With resume_from_checkpoint: take the weights only; fresh optimizer, scheduler and step 0."
     )

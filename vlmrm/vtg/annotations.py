@@ -27,7 +27,14 @@ import numpy as np
 import torch
 
 from vlmrm.core.config import resolve_under
-from vlmrm.core.problems import DataValidationError, Problem, errors
+from vlmrm.core.problems import (
+    DataValidationError,
+    DuplicateJsonKey,
+    Problem,
+    encoding_message,
+    errors,
+    loads_unique,
+)
 from vlmrm.media.sampling import QWEN2_IMAGE_FACTOR
 from vlmrm.media.video import VideoBackend, VideoDecodeError, VideoInfo, probe_video
 from vlmrm.vtg.clips import DURATION_TOLERANCE_S, ClipWindowError, VTGClip, clip_window, load_vtg_clip
@@ -194,7 +201,9 @@ def _parse_record(record: dict, root: Path, line: int) -> tuple[VTGSample | None
 def parse_vtg_jsonl(path: str | Path, video_dir: str | Path | None = None) -> VTGTable:
     """Parse every line; collect each problem with file:line and field (never raises).
 
-    Errors: file not found, no lines, invalid JSON, not an object, missing field, wrong type, empty
+    Lines are split at ``\n`` only and read as UTF-8 (a BOM on the first allowed), so line numbers
+    are an editor's. Errors: file not found, no lines, a line that is not UTF-8, invalid JSON, a key
+    given twice in one object, not an object, missing field, wrong type, empty
     string, duration <= 0, timestamp start >= end or outside [0, duration], negative or reversed
     trim window. Warnings: a ``qid`` repeated from an earlier line; a ``pred`` that is not two finite
     numbers (a model output to score, not an input: the sample is kept with ``pred`` None, which
@@ -207,13 +216,21 @@ def parse_vtg_jsonl(path: str | Path, video_dir: str | Path | None = None) -> VT
     root = Path(video_dir) if video_dir is not None else path.parent
     samples, problems, total = [], [], 0
     first_qid: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
+    with path.open("rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             total += 1
             try:
-                record = json.loads(text.rstrip())  # columns as the user sees the line
+                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                problems.append(Problem(file, line, None, encoding_message(err), kind="bad_encoding"))
+                continue
+            try:
+                record = loads_unique(text.rstrip())  # columns as the user sees the line
+            except DuplicateJsonKey as err:
+                problems.append(Problem(file, line, err.key, str(err), kind="bad_json"))
+                continue
             except json.JSONDecodeError as err:
                 message = f"invalid JSON: {err.msg} (column {err.colno})"
                 problems.append(Problem(file, line, None, message, kind="bad_json"))

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vlmrm.core.config import ConfigError, Layout, load_config, option
+from vlmrm.core.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, ConfigError, Layout, load_config, option
 from vlmrm.core.paths import check_directory, check_model_source
 from vlmrm.modeling.generation import LoraSection, ModelSection
 from vlmrm.training.sft import SFTTrainingArguments
@@ -46,11 +46,13 @@ RewardName = Literal["temporal_iou", "segment_overlap"]
 @dataclass
 class RLSection:
     algorithm: Literal["grpo", "r1"] = option("grpo", "grpo: TRL GRPOTrainer, loss_type grpo.")
-    num_generations: int = option(4, "Completions sampled per prompt (the GRPO group).")
-    temperature: float = option(0.7, "Sampling temperature of the completions.")
-    kl_coef: float = option(0.05, "KL coefficient beta against the starting policy (0: no reference model).")
-    clip_range: float = option(0.2, "PPO clip range epsilon of the importance ratio.")
-    max_completion_length: int = option(32, "Most tokens generated per completion.")
+    num_generations: int = option(4, "Completions sampled per prompt (the GRPO group).", bound=AT_LEAST_ONE)
+    temperature: float = option(0.7, "Sampling temperature of the completions.", bound=POSITIVE)
+    kl_coef: float = option(
+        0.05, "KL coefficient beta against the starting policy (0: no reference model).", bound=NON_NEGATIVE
+    )
+    clip_range: float = option(0.2, "PPO clip range epsilon of the importance ratio.", bound=POSITIVE)
+    max_completion_length: int = option(32, "Most tokens generated per completion.", bound=AT_LEAST_ONE)
     sft_checkpoint: str | None = option(
         None, "The vtg_sft output (adapter) to start from; unset: the base model.", path=True
     )
@@ -91,7 +93,9 @@ class VTGTaskSections:
         default_factory=lambda: [RewardEntry()], metadata={"help": "GRPO rewards and weights."}
     )
     max_length: int | None = option(
-        None, "SFT: longest prompt + answer in tokens; longer samples are an error."
+        None,
+        "SFT: longest prompt + answer in tokens; longer samples are an error.",
+        bound=AT_LEAST_ONE,
     )
 
 

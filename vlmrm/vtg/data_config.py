@@ -15,22 +15,26 @@ folder); the data files are first joined onto the root as written (:func:`resolv
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vlmrm.core.config import ConfigError, Layout, load_config, option, resolve_under
+from vlmrm.core.config import (
+    AT_LEAST_ONE,
+    AT_LEAST_TWO,
+    NON_NEGATIVE,
+    POSITIVE,
+    ConfigError,
+    Layout,
+    load_config,
+    option,
+    resolve_under,
+)
 
 SamplingStrategy = Literal["uniform", "random", "keyframe"]
 EmbeddingInit = Literal["sinusoidal", "mean"]
 DATA_ROOT = "dataset.data_root"
 """The root folder key of the data YAML: the data files' relative paths are spelled from it."""
-
-
-def _positive(value: float, name: str, minimum: float = 1) -> None:
-    if value < minimum:
-        raise ConfigError(f"{name}: must be >= {minimum:g}, got {value}")
 
 
 @dataclass
@@ -56,12 +60,10 @@ class DatasetSection:
 class ResolutionSection:
     """Frame size fed to the model; each side is rounded to a multiple of the image factor (28)."""
 
-    height: int = option(384, "Frame height in pixels before rounding to the image factor.")
-    width: int = option(384, "Frame width in pixels before rounding to the image factor.")
-
-    def __post_init__(self) -> None:
-        _positive(self.height, "height")
-        _positive(self.width, "width")
+    height: int = option(
+        384, "Frame height in pixels before rounding to the image factor.", bound=AT_LEAST_ONE
+    )
+    width: int = option(384, "Frame width in pixels before rounding to the image factor.", bound=AT_LEAST_ONE)
 
 
 @dataclass
@@ -69,7 +71,9 @@ class VideoSection:
     """How frames are picked from a clip (see :func:`vlmrm.vtg.clips.load_vtg_clip`)."""
 
     max_frames: int = option(
-        32, "Most frames sampled per clip (floored to even: Qwen's temporal patch is 2)."
+        32,
+        "Most frames sampled per clip (floored to even: Qwen's temporal patch is 2).",
+        bound=AT_LEAST_TWO,
     )
     sampling_strategy: SamplingStrategy = option(
         "uniform",
@@ -79,44 +83,38 @@ class VideoSection:
     resolution: ResolutionSection = field(
         default_factory=ResolutionSection, metadata={"help": "Frame height and width."}
     )
-    fps: float = option(0.0, "Sample at most this many frames per second of clip; 0 = the file's own rate.")
-
-    def __post_init__(self) -> None:
-        _positive(self.max_frames, "max_frames", 2)
-        if not math.isfinite(self.fps) or self.fps < 0:
-            raise ConfigError(f"fps: must be >= 0 (0 = the file's rate), got {self.fps}")
+    fps: float = option(
+        0.0,
+        "Sample at most this many frames per second of clip; 0 = the file's own rate.",
+        bound=NON_NEGATIVE,
+    )
 
 
 @dataclass
 class TemporalSection:
     """How segments are written in the model's text (consumed by :mod:`vlmrm.vtg.time_encoding`)."""
 
-    num_bins: int = option(100, "Bins of the relative (0-1) timestamp quantisation.")
+    num_bins: int = option(100, "Bins of the relative (0-1) timestamp quantisation.", bound=AT_LEAST_TWO)
     use_relative_timestamps: bool = option(True, "Write times as fractions of the clip, not seconds.")
     use_temporal_tokens: bool = option(False, "Write times as temporal tokens <0>...<N-1>.")
     embedding_init_strategy: EmbeddingInit = option(
         "sinusoidal", "Initial embedding of new temporal tokens: sinusoidal position code or mean row."
     )
-    num_temporal_tokens: int = option(1000, "Number of temporal tokens <0>...<N-1>.")
-
-    def __post_init__(self) -> None:
-        _positive(self.num_bins, "num_bins", 2)
-        _positive(self.num_temporal_tokens, "num_temporal_tokens", 2)
+    num_temporal_tokens: int = option(1000, "Number of temporal tokens <0>...<N-1>.", bound=AT_LEAST_TWO)
 
 
 @dataclass
 class DataloaderSection:
     """torch DataLoader settings of the training split."""
 
-    batch_size: int = option(4, "Clips per device per step (ignored when duration_batching is enabled).")
-    num_workers: int = option(4, "DataLoader worker processes (they decode the videos).")
-    prefetch_factor: int = option(2, "Batches each worker prepares ahead (unused with num_workers: 0).")
+    batch_size: int = option(
+        4, "Clips per device per step (ignored when duration_batching is enabled).", bound=AT_LEAST_ONE
+    )
+    num_workers: int = option(4, "DataLoader worker processes (they decode the videos).", bound=NON_NEGATIVE)
+    prefetch_factor: int = option(
+        2, "Batches each worker prepares ahead (unused with num_workers: 0).", bound=AT_LEAST_ONE
+    )
     pin_memory: bool = option(True, "Page-locked host memory for faster copies to the GPU.")
-
-    def __post_init__(self) -> None:
-        _positive(self.batch_size, "batch_size")
-        _positive(self.num_workers, "num_workers", 0)
-        _positive(self.prefetch_factor, "prefetch_factor")
 
 
 @dataclass
@@ -126,10 +124,7 @@ class ValidationSection:
     annotation_file: str | None = option(
         None, "Validation JSONL (same format as the training file).", path=True, under=DATA_ROOT
     )
-    batch_size: int = option(8, "Validation clips per device per step.")
-
-    def __post_init__(self) -> None:
-        _positive(self.batch_size, "batch_size")
+    batch_size: int = option(8, "Validation clips per device per step.", bound=AT_LEAST_ONE)
 
 
 @dataclass
@@ -137,15 +132,14 @@ class DurationBatchingSection:
     """Batches packed by total clip duration (consumed by :mod:`vlmrm.vtg.duration_sampler`)."""
 
     enabled: bool = option(False, "Pack batches by duration instead of a fixed batch_size.")
-    target_batch_duration: float = option(1200.0, "Seconds of video per batch the packing aims for.")
-    max_batch_size: int | None = option(None, "Most clips per batch (unset: no cap).")
-    min_batch_size: int = option(1, "Fewest clips per batch.")
+    target_batch_duration: float = option(
+        1200.0, "Seconds of video per batch the packing aims for.", bound=POSITIVE
+    )
+    max_batch_size: int | None = option(None, "Most clips per batch (unset: no cap).", bound=AT_LEAST_ONE)
+    min_batch_size: int = option(1, "Fewest clips per batch.", bound=AT_LEAST_ONE)
     drop_last: bool = option(False, "Drop the last, incomplete batch.")
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.target_batch_duration) or self.target_batch_duration <= 0:
-            raise ConfigError(f"target_batch_duration: must be > 0 seconds, got {self.target_batch_duration}")
-        _positive(self.min_batch_size, "min_batch_size")
         if self.max_batch_size is not None and self.max_batch_size < self.min_batch_size:
             raise ConfigError(
                 f"max_batch_size ({self.max_batch_size}) < min_batch_size ({self.min_batch_size})"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from vlmrm.core.config import Layout, load_config, option
+from vlmrm.core.config import AT_LEAST_ONE, Layout, load_config, option
 from vlmrm.core.paths import check_directory
 from vlmrm.media.processor import image_factor
 from vlmrm.media.video import resolve_backend
@@ -45,9 +45,9 @@ class VTGEvalConfig:
         None, "Folder relative video paths resolve against (default: the file's).", path=True
     )
     output_dir: str = option("outputs/vtg_eval", "Where vtg_metrics.json and vtg_predictions.jsonl go.")
-    batch_size: int = option(8, "Clips per generate call.")
-    max_new_tokens: int = option(32, "Most tokens generated per answer.")
-    max_samples: int | None = option(None, "Evaluate the first N samples only.")
+    batch_size: int = option(8, "Clips per generate call.", bound=AT_LEAST_ONE)
+    max_new_tokens: int = option(32, "Most tokens generated per answer.", bound=AT_LEAST_ONE)
+    max_samples: int | None = option(None, "Evaluate the first N samples only.", bound=AT_LEAST_ONE)
     repair_pred: bool = option(
         False,
         "Scoring a file's pred (no model_dir): swap reversed windows and clamp to [0, duration] first. "
