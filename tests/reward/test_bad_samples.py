@@ -28,7 +28,10 @@ def pair(path_a: str, path_b: str) -> dict:
 
 
 def zero_pair_run(tmp_path, csv, **overrides):
-    values = tiny_run_values(tmp_path / "no_such_model", tmp_path, tmp_path / "out", meta_data_test=None)
+    """A run whose model folder exists (the fail-fast path check passes) but holds no model, so
+    reaching the loader would raise OSError instead of the zero-pairs message."""
+    (tmp_path / "not_a_model").mkdir(exist_ok=True)
+    values = tiny_run_values(tmp_path / "not_a_model", tmp_path, tmp_path / "out", meta_data_test=None)
     values.update(meta_data=str(csv), **overrides)
     return parse_config(values=values)
 
@@ -45,7 +48,7 @@ def test_zero_usable_pairs_stop_before_the_model_loads(tmp_path, make_csv, make_
         csv = make_csv([pair("videos/gone.mp4", "videos/ok.mp4"), pair("videos/ok.mp4", "videos/gone2.mp4")])
     cfg = zero_pair_run(tmp_path, csv, on_bad_sample="skip")
     with pytest.raises(DataValidationError) as caught:
-        run_training(cfg)  # the model path does not exist: reaching the loader would raise OSError
+        run_training(cfg)  # the model folder is empty: reaching the loader would raise OSError
     first = caught.value.problems[0]
     assert first.file == str(csv) and first.message.startswith("no usable pairs"), str(caught.value)
 

@@ -123,6 +123,7 @@ def test_margin_column_changes_the_margin_loss(tiny_cache, tmp_path):
 
 def test_margin_column_needs_the_margin_loss(tmp_path):
     data = trl_conversational(tmp_path / "trl", margin=1.0)
+    (tmp_path / "unused").mkdir()  # exists (the path check passes) but is never loaded
     values = {"model_name_or_path": str(tmp_path / "unused"), "meta_data": str(data), "meta_data_test": None}
     values |= {"output_dir": str(tmp_path / "out"), "use_cpu": True, "loss_type": "btt"}
     with pytest.raises(ConfigError, match="8 pair\\(s\\) carry a margin .* got loss_type 'btt'"):

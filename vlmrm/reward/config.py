@@ -126,6 +126,7 @@ class DataConfig:
         "No meta_data_test: hold out ceil(ratio x pairs) training pairs (at least 1), drawn with the run's "
         "seed, for evaluation (VideoAlign's conduct_eval split is 0.02); the counts are logged and written "
         "to eval_results.json.",
+        bound=Bound(0, 1, low_open=True, high_open=True),
     )
     data_dir: str | None = option(
         None,
@@ -302,8 +303,6 @@ class DataConfig:
             raise ConfigError("eval_dim: list at least one label column")
         if len(set(self.eval_dim)) != len(self.eval_dim):
             raise ConfigError(f"eval_dim: repeated dimension in {self.eval_dim}")
-        if self.eval_split_ratio is not None and not 0 < self.eval_split_ratio < 1:
-            raise ConfigError(f"eval_split_ratio: must be in (0, 1), got {self.eval_split_ratio}")
         if self.eval_split_ratio is not None and self.meta_data_test:
             raise ConfigError("eval_split_ratio: give meta_data_test or eval_split_ratio, not both")
         if self.min_frames > self.max_frames:
