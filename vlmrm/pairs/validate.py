@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from vlmrm.core.problems import FILE_KINDS, Problem, ValidationReport, count_by_kind, errors
+from vlmrm.core.progress import progress
 from vlmrm.media.sampling import FrameSampling, num_sampled_frames
 from vlmrm.media.video import (
     VideoBackend,
@@ -70,7 +71,7 @@ def check_videos(
         uses[pair.path_b].append((pair.line, "path_B", pair.declared_b))
     problems: list[Problem] = []
     durations, sampled, rates = [], [], []
-    for path, references in uses.items():
+    for path, references in progress(uses.items(), f"validate videos of {file}", unit="videos"):
         try:
             info = probe_video(path, backend)
             frames = num_sampled_frames(info.total_frames, info.fps, sampling)
