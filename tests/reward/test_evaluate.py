@@ -19,7 +19,7 @@ from vlmrm.reward.collator import PairCollator
 from vlmrm.reward.config import RewardTrainingArguments, parse_config
 from vlmrm.reward.evaluate import find_checkpoints, load_eval_data, parse_eval_config, run_evaluation
 from vlmrm.reward.metrics import kendall_tau_b, preference_metrics, spearman_rho, swap_consistency
-from vlmrm.reward.train import build_datasets, build_trainer, make_trainer
+from vlmrm.reward.train import build_datasets, build_trainer, make_trainer, reward_normalization
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -178,7 +178,7 @@ def test_broken_checkpoint_and_missing_video_are_reported_and_the_rest_evaluated
     assert len(skipped) == 1 and f"{data}:3" in skipped[0] and "missing_video.mp4" in skipped[0]
 
 
-def test_normalisation_is_the_mean_and_std_of_training_rewards(trained_runs):
+def test_normalisation_is_the_mean_and_std_of_training_rewards(trained_runs, capsys):
     root, _, values = trained_runs
     model, processor = load_reward_model(root / "full")
     stats = model.reward_spec.normalization
@@ -190,6 +190,11 @@ def test_normalisation_is_the_mean_and_std_of_training_rewards(trained_runs):
         assert stats[dim]["count"] == 32
         assert stats[dim]["mean"] == pytest.approx(rewards[:, d].mean(), abs=1e-6)
         assert stats[dim]["std"] == pytest.approx(rewards[:, d].std(), abs=1e-6)
+    capsys.readouterr()
+    again = reward_normalization(trainer, train, cfg.data.eval_dim, None)
+    assert all(again[dim]["mean"] == pytest.approx(stats[dim]["mean"], abs=1e-6) for dim in stats)
+    lines = capsys.readouterr().err.splitlines()  # not a terminal: whole progress lines
+    assert lines[-1].startswith("[progress] normalisation pass (training pairs): 16/16 pairs (100%)")
 
 
 def test_find_checkpoints_orders_by_step(tmp_path):

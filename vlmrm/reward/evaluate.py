@@ -492,4 +492,4 @@ def _write_outputs(config: EvalConfig, out: Path, rows: list[dict], results: lis
     if config.report:
         from vlmrm.reward.report import write_report
 
-        write_report(results, out)
+        write_report(results, out, asdict(config))
