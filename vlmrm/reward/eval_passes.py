@@ -6,12 +6,15 @@ was decoded and run through the processor again for the swapped order, each chec
 every video again, and the final model (usually a copy of the last checkpoint) was evaluated anew.
 
 Both orders in one forward: a collated batch of B pairs has rows ``[A_1..A_B, B_1..B_B]``
-(:mod:`vlmrm.reward.collator`). The swapped pass scores the pairs with A and B exchanged, i.e. rows
-``[B_1..B_B, A_1..A_B]``: the same processor outputs with the two row groups exchanged, so they are
-appended to the batch (4B rows, ``[A, B, B, A]``) instead of being decoded and processed again. The
-original rewards are those of rows 0..2B-1, exactly the rows of a training-style merged forward;
-the swapped ones are the model's own outputs on the exchanged rows (not a copy of the first half),
-so swap consistency still checks the model and the side bookkeeping.
+(:mod:`vlmrm.reward.collator`), each row one video with the prompt, scored on its own (rows do not
+attend to each other). The swapped pass scores the pairs with A and B exchanged, i.e. rows
+``[B_1..B_B, A_1..A_B]``: the same sequences in the other order. So one forward over the 2B rows
+serves both passes: the original pass reads rewards (rows 0..B-1, rows B..2B-1), the swapped pass
+(rows B..2B-1, rows 0..B-1). The previous evaluator decoded, processed and ran every pair again
+for the swapped pass and got the same per-row rewards (a test compares the metrics). For such a
+per-sequence model swap consistency therefore equals the fraction of pairs with a non-zero margin,
+as it did before (the model cannot prefer an order); a judge that sees both videos in one sequence
+would need a real second forward.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 
 from vlmrm.core.progress import Progress
-from vlmrm.reward.pair_forward import NON_MODEL_KEYS, concat_rows, split_rows
+from vlmrm.reward.pair_forward import NON_MODEL_KEYS
 
 WEIGHT_SUFFIX = "*.safetensors"
 """The files holding a checkpoint's weights (full models, shards, adapters and their heads)."""
@@ -55,7 +58,7 @@ def pass_label(swap: bool) -> str:
 def score_pairs(
     model, collator, dataset, batch_size: int, swap: bool, num_workers: int = 0, name: str = ""
 ) -> PairScores:
-    """One forward per batch of ``batch_size`` pairs: rows ``[A, B]``, plus ``[B, A]`` with ``swap``."""
+    """One forward per batch of ``batch_size`` pairs over rows ``[A, B]``, read in both orders with ``swap``."""
     model.eval()
     device = model_device(model)
     loader = torch.utils.data.DataLoader(
@@ -66,15 +69,15 @@ def score_pairs(
     with Progress(len(dataset), desc, "pairs") as bar:
         for batch in loader:
             pairs = batch["labels"].shape[0]
-            inputs = {k: v for k, v in batch.items() if k not in NON_MODEL_KEYS}
+            inputs = {
+                k: v.to(device) if isinstance(v, torch.Tensor) else v
+                for k, v in batch.items()
+                if k not in NON_MODEL_KEYS
+            }
+            side_a, side_b = model(**inputs).rewards.float().cpu().split(pairs)  # 2 x (B, D)
+            rewards.append(torch.stack([side_a, side_b], dim=1))  # (B, 2, D)
             if swap:
-                side_a, side_b = split_rows(inputs, [pairs, pairs])
-                inputs = concat_rows([side_a, side_b, side_b, side_a])
-            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-            groups = model(**inputs).rewards.float().cpu().split(pairs)  # 2 or 4 x (B, D)
-            rewards.append(torch.stack(groups[:2], dim=1))  # (B, 2, D)
-            if swap:
-                swapped.append(torch.stack(groups[2:], dim=1))
+                swapped.append(torch.stack([side_b, side_a], dim=1))
             bar.update(pairs)
     if not rewards:
         return PairScores(np.zeros((0, 2, 0)), np.zeros((0, 2, 0)) if swap else None)

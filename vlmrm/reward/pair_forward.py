@@ -80,17 +80,3 @@ def pair_rewards(model, inputs: dict, merged: bool) -> PairRewards:
         outputs, groups = results[0], [r.rewards for r in results]
     irrelevant = (groups[2], groups[3]) if extra else None
     return PairRewards(groups[0], groups[1], outputs.tie_k, irrelevant)
-
-
-def concat_rows(parts: list[dict]) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`split_rows`: one batch of the parts' rows in order (every part padded to
-    the same length T, as the row groups of one collated batch are)."""
-    batch = {}
-    for key in ROW_KEYS:
-        if key in parts[0]:
-            batch[key] = torch.cat([part[key] for part in parts])
-    for grid_key, pixel_key in VISUAL_KEYS.items():
-        if grid_key in parts[0]:
-            batch[grid_key] = torch.cat([part[grid_key] for part in parts])
-            batch[pixel_key] = torch.cat([part[pixel_key] for part in parts])
-    return batch

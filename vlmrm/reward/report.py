@@ -81,6 +81,7 @@ def accuracy_plot(results: list[dict], out: Path) -> str:
     ax.set_xlabel("checkpoint step (lines offset slightly so equal values stay visible)")
     ax.set_ylabel("accuracy (ties excluded)")
     ax.set_ylim(0, 1.05)
+    ax.xaxis.set_major_locator(_plt().MaxNLocator(integer=True))
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -179,7 +180,8 @@ GLOSSARY = {
     "margin mean / std": "mean and standard deviation of the oriented margin (preferred minus other "
     "reward) over non-tie pairs; larger mean = more confident, correct preferences.",
     "swap consistency": "fraction of pairs whose preference flips when A and B are exchanged "
-    "(a pair with m = 0 counts as inconsistent); 1 for an order-independent model.",
+    "(a pair with m = 0 counts as inconsistent). vlmrm's reward models score each video in its own "
+    "sequence, so for them it is the fraction of pairs with a non-zero margin.",
     "Kendall tau / Spearman rho": "rank correlation of the rewards with the data's absolute scores "
     "(only with score_<dim>_A / _B columns).",
     "pairs / A better / B better / ties": "labelled pairs of the dimension and how the labels split.",
@@ -190,13 +192,13 @@ STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1200px;
        color: #222; line-height: 1.4; padding: 0 1em; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
-table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
+table { border-collapse: collapse; font-size: 0.8em; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; } td.text { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
 .header td { text-align: left; border: none; padding: 1px 12px 1px 0; background: none !important; }
-.note { color: #666; } .error { color: #b00020; }
-img { max-width: 100%; margin: 0.5em 1em 0.5em 0; border: 1px solid #eee; }
+.note { color: #666; white-space: normal; min-width: 14em; } .error { color: #b00020; }
+img { max-width: 100%; margin: 0.5em 1em 0.5em 0; border: 1px solid #eee; vertical-align: top; }
 dt { font-weight: bold; } dd { margin: 0 0 0.5em 1.5em; }
 """
 
