@@ -46,8 +46,9 @@ class PairScores:
     swapped: np.ndarray | None
 
 
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
+def eval_device() -> torch.device:
+    """The first GPU when there is one (as Trainer would pick), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def pass_label(swap: bool) -> str:
@@ -59,8 +60,8 @@ def score_pairs(
     model, collator, dataset, batch_size: int, swap: bool, num_workers: int = 0, name: str = ""
 ) -> PairScores:
     """One forward per batch of ``batch_size`` pairs over rows ``[A, B]``, read in both orders with ``swap``."""
-    model.eval()
-    device = model_device(model)
+    device = eval_device()
+    model.to(device).eval()
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, collate_fn=collator, num_workers=num_workers
     )

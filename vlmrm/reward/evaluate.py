@@ -2,8 +2,9 @@
 
 For every model directory in the config, every ``checkpoint_pattern`` match (in step order) and the
 final model in the directory itself are loaded with :func:`vlmrm.modeling.loading.load_reward_model` and scored
-on ``dataset_path`` with the same collator, ``RewardTrainer.predict`` and
-:func:`vlmrm.reward.metrics.preference_metrics` as the in-training evaluation, so the numbers agree. Frame
+on ``dataset_path`` with the same collator, reward forward and
+:func:`vlmrm.reward.metrics.preference_metrics` as the in-training evaluation, so the numbers agree
+(both pair orders from one forward: :mod:`vlmrm.reward.eval_passes`). Frame
 sampling, template and layout come from each checkpoint's ``config.json``.
 
 Outputs under ``output_dir``: ``evaluation_results.csv`` (one row per model x checkpoint x
