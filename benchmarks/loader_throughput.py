@@ -1,5 +1,5 @@
 """Data-loader pairs/s (0, 1, 2 workers; cold decode and frame-cache hits) vs the pairs/s a training
-step consumes, and evaluation pairs/s, on the tiny model with synthetic video pairs.
+step consumes, and evaluation pairs/s vs the training step's, on the tiny model with synthetic video pairs.
 
     .venv/bin/python benchmarks/loader_throughput.py [--pairs 64] [--batch 8] [--passes 3] [--repeats 10]
 
@@ -8,16 +8,26 @@ Loader: a ``DataLoader`` over the run's ``VideoPairDataset`` with the run's coll
 untimed pass first (worker start-up, cache fill), then ``--passes`` timed passes. Train step:
 forward + backward + AdamW step of one collated batch, median after warm-up. The loader must
 outpace the step by a wide margin, or the accelerator waits on the CPU.
+
+Evaluation: ``eval_rm.py``'s passes (:func:`vlmrm.reward.eval_passes.score_pairs`: both pair orders,
+decoding, collation and forward included) over the held-out pairs, once with an empty frame cache
+(the first checkpoint of a run) and then with the frames cached (every later checkpoint; median of
+``--repeats``). Pairs/s counts each pair once although it is scored in both orders; it should beat
+the training step, which runs a backward and an optimizer step on top of one order's forward.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import time
 
 import torch
 from _setup import interleaved_medians, machine, tiny_bench
+
+from vlmrm.media.frame_cache import FrameCache
+from vlmrm.reward.eval_passes import score_pairs
 
 WORKER_COUNTS = (0, 1, 2)
 
@@ -38,6 +48,21 @@ def loader_pairs_per_second(dataset, collator, batch: int, workers: int, passes:
         for _ in loader:
             pass
     return passes * len(dataset) / (time.perf_counter() - start)
+
+
+def eval_pairs_per_second(model, collator, dataset, batch: int, repeats: int) -> tuple[float, float]:
+    """(cold, cached) pairs/s of both evaluation orders: a fresh frame cache, then the filled one."""
+    dataset = copy.copy(dataset)
+    dataset.frame_cache = FrameCache(tempfile.mkdtemp(prefix="vlmrm-bench-eval-cache-"))
+
+    def evaluate() -> None:
+        score_pairs(model, collator, dataset, batch, swap=True, name="benchmark")
+
+    start = time.perf_counter()
+    evaluate()
+    cold = len(dataset) / (time.perf_counter() - start)
+    cached = len(dataset) / interleaved_medians({"eval": evaluate}, repeats)["eval"]
+    return cold, cached
 
 
 def main() -> None:
@@ -79,6 +104,7 @@ def main() -> None:
     step_pairs = args.batch / step_s
     metrics = trainer.evaluate()
     eval_pairs = len(bench.test) / metrics["eval_runtime"]
+    eval_cold, eval_cached = eval_pairs_per_second(model, collator, bench.test, args.batch, args.repeats)
 
     print(f"{args.pairs} pairs, batch {args.batch}, {machine()}")
     print(f"train step (fwd + bwd + AdamW): {step_s * 1000:.1f} ms -> {step_pairs:.1f} pairs/s")
@@ -86,7 +112,13 @@ def main() -> None:
         print(
             f"loader {name:6s} {workers} workers: {rate:7.1f} pairs/s = {rate / step_pairs:5.1f}x the train step"
         )
-    print(f"evaluation (trainer.evaluate, loading included): {eval_pairs:.1f} pairs/s")
+    print(f"in-training evaluation (trainer.evaluate, one order, loading included): {eval_pairs:.1f} pairs/s")
+    print(
+        f"eval_rm passes (both orders, one forward): {eval_cold:.1f} pairs/s first checkpoint (decoding), "
+        f"{eval_cached:.1f} pairs/s later checkpoints (frames cached)"
+    )
+    print(f"ratio evaluation (both orders, first checkpoint) / train step: {eval_cold / step_pairs:.1f}x")
+    print(f"ratio evaluation (both orders, frames cached) / train step: {eval_cached / step_pairs:.1f}x")
     print(f"ratio loader (2 workers, cached) / train step: {loader['cached', 2] / step_pairs:.1f}x")
 
 

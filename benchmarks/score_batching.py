@@ -71,7 +71,9 @@ def main() -> None:
         return scorer.raw_rewards(prompts, videos=videos, fps=VIDEO_FPS, batch_size=batch_size)
 
     np.testing.assert_allclose(score(1), score(args.batch), rtol=0, atol=EQUAL_ATOL)
-    medians = interleaved_medians({"one": lambda: score(1), "batched": lambda: score(args.batch)}, args.repeats)
+    medians = interleaved_medians(
+        {"one": lambda: score(1), "batched": lambda: score(args.batch)}, args.repeats
+    )
     rate = {name: args.videos / seconds for name, seconds in medians.items()}
     print(
         f"{args.videos} videos of {VIDEO_SHAPE} at {VIDEO_FPS:g} fps -> {BENCH_FRAMES} frames of "

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from vlmrm.core.config import ConfigError
 from vlmrm.modeling.loading import load_reward_model
-from vlmrm.reward.config import parse_config
-from vlmrm.reward.evaluate import find_checkpoints, parse_eval_config, run_evaluation
-from vlmrm.reward.metrics import kendall_tau_b, spearman_rho
-from vlmrm.reward.train import build_datasets, build_trainer
+from vlmrm.reward.collator import PairCollator
+from vlmrm.reward.config import RewardTrainingArguments, parse_config
+from vlmrm.reward.evaluate import find_checkpoints, load_eval_data, parse_eval_config, run_evaluation
+from vlmrm.reward.metrics import kendall_tau_b, preference_metrics, spearman_rho, swap_consistency
+from vlmrm.reward.train import build_datasets, build_trainer, make_trainer, reward_normalization
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -60,6 +62,70 @@ def test_eval_matches_in_training_eval_and_writes_every_output(trained_runs, syn
     report = (out / "report.html").read_text()
     assert "data:image/png;base64," in report and (out / "accuracy_by_checkpoint.png").is_file()
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+class SwappedPairs(torch.utils.data.Dataset):
+    """The previous evaluator's swap pass: every pair decoded again with A and B exchanged."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.pairs[index])
+        item["video_A"], item["video_B"] = item["video_B"], item["video_A"]
+        item["labels"] = -item["labels"]
+        return item
+
+
+def per_pass_metrics(checkpoint: Path, config, work: Path) -> dict:
+    """Metrics of the previous evaluator: ``trainer.predict`` once per pass, each decoding every pair."""
+    model, processor = load_reward_model(checkpoint)
+    spec = model.reward_spec
+    data = load_eval_data(config, spec, processor)
+    args = RewardTrainingArguments(
+        output_dir=str(work), per_device_eval_batch_size=config.eval_batch_size, report_to="none",
+        use_cpu=True, loss_type="btt", tie_k=spec.tie_k,
+    )  # fmt: skip
+    trainer = make_trainer(model, args, PairCollator.from_spec(processor, spec))
+    rewards = np.asarray(trainer.predict(data.dataset).predictions)
+    swapped = np.asarray(trainer.predict(SwappedPairs(data.dataset)).predictions)
+    labels = np.array([[np.nan if y is None else y for y in p.labels] for p in data.dataset.table.pairs])
+    metrics = preference_metrics(
+        rewards[:, 0], rewards[:, 1], labels, spec.eval_dim, None, spec.normalization
+    )
+    for d, dim in enumerate(spec.eval_dim):
+        margins, swapped_margins = rewards[:, 0, d] - rewards[:, 1, d], swapped[:, 0, d] - swapped[:, 1, d]
+        metrics[f"swap_consistency_{dim}"] = swap_consistency(margins, swapped_margins)
+    return metrics
+
+
+def test_one_forward_for_both_orders_equals_the_per_pass_evaluator_and_final_copy_is_reused(
+    trained_runs, synthetic_pairs, tmp_path
+):
+    root, _, _ = trained_runs
+    config = parse_eval_config(values=eval_values(root, synthetic_pairs, tmp_path / "eval", report=False))
+    rows = run_evaluation(config)
+    for model_dir, checkpoint in (("full", "checkpoint-2"), ("lora", "checkpoint-4"), ("full", "full")):
+        path = root / model_dir / checkpoint if checkpoint != model_dir else root / model_dir
+        old = per_pass_metrics(path, config, tmp_path / "old")
+        for row in (r for r in rows if r["model_dir"].endswith(model_dir) and r["checkpoint"] == checkpoint):
+            dim = row["dimension"]
+            for key in ("accuracy", "accuracy_with_ties", "count", "count_A", "count_B", "count_tie",
+                        "swap_consistency", "tie_eps"):  # fmt: skip
+                assert row[key] == old[f"{key}_{dim}"], (checkpoint, key, dim)
+            for key in ("margin_mean", "margin_std"):
+                assert row[key] == pytest.approx(old[f"{key}_{dim}"], abs=1e-6)
+    # each final model has the weights of its step-4 checkpoint: scored once, recorded as identical
+    for name in ("full", "lora"):
+        final = [r for r in rows if r["model_dir"].endswith(name) and r["checkpoint"] == name]
+        assert final and all(r["identical_to"] == "checkpoint-4" for r in final)
+        earlier = [r for r in rows if r["model_dir"].endswith(name) and r["checkpoint"] != name]
+        assert all(r["identical_to"] == "" for r in earlier)
+    log = next((tmp_path / "eval" / "logs").glob("eval_*.log")).read_text()
+    assert "weights identical to" in log
 
 
 def test_adapter_checkpoints_share_one_base_and_match_fresh_loads(trained_runs, synthetic_pairs, tmp_path):
@@ -117,7 +183,7 @@ def test_broken_checkpoint_and_missing_video_are_reported_and_the_rest_evaluated
     assert len(skipped) == 1 and f"{data}:3" in skipped[0] and "missing_video.mp4" in skipped[0]
 
 
-def test_normalisation_is_the_mean_and_std_of_training_rewards(trained_runs):
+def test_normalisation_is_the_mean_and_std_of_training_rewards(trained_runs, capsys):
     root, _, values = trained_runs
     model, processor = load_reward_model(root / "full")
     stats = model.reward_spec.normalization
@@ -129,6 +195,11 @@ def test_normalisation_is_the_mean_and_std_of_training_rewards(trained_runs):
         assert stats[dim]["count"] == 32
         assert stats[dim]["mean"] == pytest.approx(rewards[:, d].mean(), abs=1e-6)
         assert stats[dim]["std"] == pytest.approx(rewards[:, d].std(), abs=1e-6)
+    capsys.readouterr()
+    again = reward_normalization(trainer, train, cfg.data.eval_dim, None)
+    assert all(again[dim]["mean"] == pytest.approx(stats[dim]["mean"], abs=1e-6) for dim in stats)
+    lines = capsys.readouterr().err.splitlines()  # not a terminal: whole progress lines
+    assert lines[-1].startswith("[progress] normalisation pass (training pairs): 16/16 pairs (100%)")
 
 
 def test_find_checkpoints_orders_by_step(tmp_path):

@@ -1,8 +1,10 @@
 """The README's main command: prepare (build + validate, then reuse) and the accuracy report."""
 
 import json
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -50,3 +52,28 @@ def test_report_compares_each_dimension_with_the_bar(tmp_path, capsys):
     (tmp_path / "eval_results.json").write_text(json.dumps(metrics))
     assert main(["report", str(tmp_path)]) == 0
     assert main(["report", str(tmp_path / "missing")]) == 1
+
+
+def test_report_ends_with_what_was_made_and_the_next_commands(tmp_path, capsys):
+    out, root = tmp_path / "out", tmp_path / "qs"
+    (out / "checkpoint-10").mkdir(parents=True)
+    (out / "checkpoint-5").mkdir()
+    metrics = {f"eval_accuracy_{d}": 1.0 for d in ("VQ", "MQ", "TA")}
+    metrics.update({f"eval_accuracy_with_ties_{d}": 0.9 for d in ("VQ", "MQ", "TA")})
+    (out / "eval_results.json").write_text(json.dumps(metrics))
+    (root / "synthetic").mkdir(parents=True)
+    (root / "synthetic" / "test.csv").write_text(
+        "path_A,path_B,prompt,VQ,MQ,TA\nvideos/t_A.mp4,videos/t_B.mp4,the red square,A,B,same\n"
+    )
+    started = time.time() - 125
+    assert main(["report", str(out), "--root", str(root), "--started", str(started)]) == 0
+    text = capsys.readouterr().out
+    made, after = text.split("[quickstart] made:")[1].split("[quickstart] next:")
+    assert f"{out}/ (final) + checkpoint-5, checkpoint-10" in made
+    assert f".venv/bin/tensorboard --logdir {out / 'runs'}" in made
+    assert re.search(r"elapsed +2 min [56] s", made)
+    assert "./run_eval.sh" in after
+    assert (
+        f".venv/bin/python -m vlmrm.score --checkpoint {out} --video {root}/synthetic/videos/t_A.mp4 "
+        f'--video {root}/synthetic/videos/t_B.mp4 --prompt "the red square" --compare'
+    ) in after

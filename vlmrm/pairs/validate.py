@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vlmrm.core.problems import FILE_KINDS, Problem, ValidationReport, count_by_kind, errors
+from vlmrm.core.progress import progress
 from vlmrm.media.sampling import QWEN2_IMAGE_FACTOR, FrameSampling, resized_frame_size, sample_frame_indices
 from vlmrm.media.video import (
     DecodeCheck,
@@ -88,7 +89,7 @@ def check_videos(
         uses[pair.path_b].append((pair.line, "path_B", pair.declared_b))
     problems: list[Problem] = []
     durations, sampled, rates = [], [], []
-    for path, references in uses.items():
+    for path, references in progress(uses.items(), f"validate videos of {file}", unit="videos"):
         try:
             info = probe_video(path, backend)
             indices = sample_frame_indices(

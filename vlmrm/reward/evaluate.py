@@ -2,8 +2,9 @@
 
 For every model directory in the config, every ``checkpoint_pattern`` match (in step order) and the
 final model in the directory itself are loaded with :func:`vlmrm.modeling.loading.load_reward_model` and scored
-on ``dataset_path`` with the same collator, ``RewardTrainer.predict`` and
-:func:`vlmrm.reward.metrics.preference_metrics` as the in-training evaluation, so the numbers agree. Frame
+on ``dataset_path`` with the same collator, reward forward and
+:func:`vlmrm.reward.metrics.preference_metrics` as the in-training evaluation, so the numbers agree
+(both pair orders from one forward: :mod:`vlmrm.reward.eval_passes`). Frame
 sampling, template and layout come from each checkpoint's ``config.json``.
 
 Outputs under ``output_dir``: ``evaluation_results.csv`` (one row per model x checkpoint x
@@ -33,12 +34,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from transformers import AutoConfig
 
 from vlmrm.core.config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, Layout, load_config, option
 from vlmrm.core.paths import check_directory, check_file, check_model_source
 from vlmrm.core.problems import EvaluationFailed, Problem, errors
+from vlmrm.media.frame_cache import FrameCache
 from vlmrm.media.processor import image_factor
 from vlmrm.media.video import resolve_backend
 from vlmrm.modeling.loading import ADAPTER_CONFIG, load_reward_model
@@ -48,12 +49,13 @@ from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES, OVERALL
 from vlmrm.pairs.validate import validate_video_pairs
 from vlmrm.pairs.video_pairs import VideoPairDataset, load_video_pairs
 from vlmrm.reward.collator import PairCollator
-from vlmrm.reward.config import RewardTrainingArguments
+from vlmrm.reward.eval_passes import PairScores, ScoredCheckpoints, score_pairs
 from vlmrm.reward.metrics import kendall_tau_b, preference_metrics, spearman_rho, swap_consistency
-from vlmrm.reward.train import make_trainer
 
 logger = logging.getLogger(__name__)
 
+FRAME_CACHE_FOLDER = "frame_cache"
+"""Inside the run's temporary folder: frames decoded for one checkpoint serve the next."""
 CHECKPOINT_STEP = re.compile(r"-(\d+)$")
 SCORE_COLUMN = "score_{dim}_{side}"
 """Optional absolute-score columns of the CSV (e.g. ``score_VQ_A``): Kendall tau / Spearman rho of the
@@ -76,6 +78,7 @@ CSV_FIELDS = (
     "kendall_tau",
     "spearman_rho",
     "skipped_pairs",
+    "identical_to",
     "error",
 )
 
@@ -182,24 +185,6 @@ def checkpoint_step(checkpoint: Path) -> int | None:
     return max(steps) if steps else None
 
 
-class SwappedPairs(Dataset):
-    """The same pairs with A and B exchanged and labels negated: the order check of the evaluator."""
-
-    def __init__(self, pairs: Dataset):
-        self.pairs = pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> dict:
-        item = dict(self.pairs[index])
-        for key_a in [k for k in item if k.endswith("_A")]:
-            key_b = key_a[:-1] + "B"
-            item[key_a], item[key_b] = item[key_b], item[key_a]
-        item["labels"] = -item["labels"]
-        return item
-
-
 @dataclass
 class EvalData:
     """The evaluation pairs a checkpoint's sampling decodes, with what was skipped."""
@@ -251,16 +236,36 @@ def pair_record(pair) -> dict:
     }
 
 
-def load_eval_data(config: EvalConfig, spec: RewardSpec, processor) -> EvalData:
+@dataclass
+class SharedInputs:
+    """What every checkpoint of a run reuses: the validation report per (dimensions, sampling,
+    backend) and a frame cache, so each video is probed and decoded once per run, not per checkpoint."""
+
+    frame_cache: FrameCache | None = None
+    reports: dict = field(default_factory=dict)
+
+    def validate(self, config: EvalConfig, dims: list[str], sampling, backend):
+        key = (tuple(dims), sampling, backend.name)
+        if key not in self.reports:
+            self.reports[key] = validate_video_pairs(
+                config.dataset_path, dims, config.data_dir, True, sampling, backend
+            )
+        return self.reports[key]
+
+
+def load_eval_data(
+    config: EvalConfig, spec: RewardSpec, processor, shared: SharedInputs | None = None
+) -> EvalData:
     """Parse + validate the data with the checkpoint's sampling; skip pairs with unusable media."""
     if is_image_data(config):
         return load_eval_images(config)
+    shared = shared or SharedInputs()
     sampling = spec.frame_sampling()
     backend = resolve_backend(config.video_backend or spec.video_backend)
     columns = _csv_columns(config.dataset_path)
     with_overall = OVERALL in columns and OVERALL not in spec.eval_dim
     dims = spec.eval_dim + ([OVERALL] if with_overall else [])
-    report = validate_video_pairs(config.dataset_path, dims, config.data_dir, True, sampling, backend)
+    report = shared.validate(config, dims, sampling, backend)
     table = load_video_pairs(config.dataset_path, dims, config.data_dir, True, "skip", report.problems)
     skipped = errors(report.problems)
     if config.max_eval_samples is not None:
@@ -270,7 +275,8 @@ def load_eval_data(config: EvalConfig, spec: RewardSpec, processor) -> EvalData:
         overall = np.array([pair_labels(pair)[-1] for pair in table.pairs], dtype=np.float64)
         table.pairs = [_drop_last_label(pair) for pair in table.pairs]
         table.eval_dim = list(spec.eval_dim)
-    dataset = VideoPairDataset(table, sampling, backend, image_factor(processor), cache_in_memory=False)
+    frame_cache = shared.frame_cache if sampling.sample_type == "uniform" else None
+    dataset = VideoPairDataset(table, sampling, backend, image_factor(processor), frame_cache=frame_cache)
     return EvalData(dataset, overall, _absolute_scores(config.dataset_path, table, spec.eval_dim), skipped)
 
 
@@ -329,21 +335,28 @@ def spec_of_dir(checkpoint: Path) -> RewardSpec:
     return spec
 
 
-def evaluate_checkpoint(model, processor, config: EvalConfig, work_dir: Path) -> dict:
-    """Metrics and per-pair rewards of one loaded checkpoint."""
+def evaluate_checkpoint(
+    model, processor, config: EvalConfig, shared: SharedInputs | None = None, name: str = ""
+) -> tuple[dict, EvalData, PairScores]:
+    """Metrics and per-pair rewards of one loaded checkpoint, with its data and scores (for reuse)."""
     spec = model.reward_spec
-    data = load_eval_data(config, spec, processor)
-    args = RewardTrainingArguments(
-        output_dir=str(work_dir),
-        per_device_eval_batch_size=config.eval_batch_size,
-        report_to="none",
-        use_cpu=not torch.cuda.is_available(),
-        loss_type="btt",
-        tie_k=spec.tie_k,
-        dataloader_num_workers=config.dataloader_num_workers,
+    data = load_eval_data(config, spec, processor, shared)
+    collator = PairCollator.from_spec(processor, spec)
+    scores = score_pairs(
+        model,
+        collator,
+        data.dataset,
+        config.eval_batch_size,
+        config.swap_check,
+        config.dataloader_num_workers,
+        name,
     )
-    trainer = make_trainer(model, args, PairCollator.from_spec(processor, spec))
-    rewards = np.asarray(trainer.predict(data.dataset, metric_key_prefix="eval").predictions)  # (N, 2, D)
+    return checkpoint_result(spec, data, scores, config), data, scores
+
+
+def checkpoint_result(spec: RewardSpec, data: EvalData, scores: PairScores, config: EvalConfig) -> dict:
+    """Metrics (:func:`preference_metrics`, swap consistency, rank correlations) and per-pair rewards."""
+    rewards = scores.rewards if len(data.dataset) else np.zeros((0, 2, spec.num_dims))  # (N, 2, D)
     labels = (
         np.array([pair_labels(p) for p in data.dataset.table.pairs])
         if len(data.dataset)
@@ -354,17 +367,15 @@ def evaluate_checkpoint(model, processor, config: EvalConfig, work_dir: Path) ->
     )
     margins = rewards[:, 0] - rewards[:, 1]
     if config.swap_check and len(data.dataset):
-        swapped = np.asarray(
-            trainer.predict(SwappedPairs(data.dataset), metric_key_prefix="swap").predictions
-        )
+        swapped = scores.swapped
         for d, dim in enumerate(spec.eval_dim):
             metrics[f"swap_consistency_{dim}"] = swap_consistency(
                 margins[:, d], swapped[:, 0, d] - swapped[:, 1, d]
             )
-    for dim, scores in data.scores.items():
+    for dim, absolute in data.scores.items():
         d = spec.eval_dim.index(dim)
-        metrics[f"kendall_tau_{dim}"] = kendall_tau_b(rewards[:, :, d].ravel(), scores.ravel())
-        metrics[f"spearman_rho_{dim}"] = spearman_rho(rewards[:, :, d].ravel(), scores.ravel())
+        metrics[f"kendall_tau_{dim}"] = kendall_tau_b(rewards[:, :, d].ravel(), absolute.ravel())
+        metrics[f"spearman_rho_{dim}"] = spearman_rho(rewards[:, :, d].ravel(), absolute.ravel())
     pairs = [
         {
             **pair_record(pair),
@@ -391,8 +402,14 @@ def result_rows(model_dir: str, checkpoint: Path, result: dict) -> list[dict]:
     metrics = result["metrics"]
     rows = []
     for dim in result["dimensions"]:
-        row = {**base, "dimension": dim, "skipped_pairs": len(result["skipped"]), "error": ""}
-        for name in CSV_FIELDS[4:-2]:
+        row = {
+            **base,
+            "dimension": dim,
+            "skipped_pairs": len(result["skipped"]),
+            "identical_to": result.get("identical_to", ""),
+            "error": "",
+        }
+        for name in CSV_FIELDS[CSV_FIELDS.index("accuracy") : CSV_FIELDS.index("skipped_pairs")]:
             row[name] = metrics.get(f"{name}_{dim}", "")
         rows.append(row)
     return rows
@@ -417,11 +434,38 @@ def run_evaluation(config: EvalConfig) -> list[dict]:
         handler.close()
 
 
+def _evaluate_one(
+    checkpoint: Path,
+    config: EvalConfig,
+    cache: BaseModelCache,
+    shared: SharedInputs,
+    scored: ScoredCheckpoints,
+) -> dict:
+    """Load and score one checkpoint, or, when its weights and scoring spec equal those of a
+    checkpoint already scored, reuse those scores (its own spec's normalisation applied) and record
+    ``identical_to``. A load error propagates (the caller makes it a result row)."""
+    spec = spec_of_dir(checkpoint)
+    same = scored.find(checkpoint, spec)
+    if same is not None:
+        logger.info("%s: weights identical to %s; its scores are reused", checkpoint, same.checkpoint)
+        result = checkpoint_result(spec, same.data, same.scores, config)
+        return {**result, "identical_to": same.checkpoint.name}
+    model, processor = cache.load(checkpoint, config.base_model_path)
+    try:
+        result, data, scores = evaluate_checkpoint(model, processor, config, shared, checkpoint.name)
+    finally:
+        cache.release(model)
+    scored.add(checkpoint, spec, data, scores)
+    return result
+
+
 def _evaluate_all(config: EvalConfig, out: Path) -> list[dict]:
     logger.info("evaluation config: %s", json.dumps(asdict(config)))
     cache = BaseModelCache()
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="vlmrm-eval-") as work:
+        shared = SharedInputs(FrameCache(Path(work) / FRAME_CACHE_FOLDER))
+        scored = ScoredCheckpoints()
         for model_dir in config.model_dirs:
             checkpoints = find_checkpoints(Path(model_dir), config.checkpoint_pattern)
             if not checkpoints:
@@ -441,17 +485,13 @@ def _evaluate_all(config: EvalConfig, out: Path) -> list[dict]:
             for checkpoint in checkpoints:
                 logger.info("evaluating %s", checkpoint)
                 try:
-                    model, processor = cache.load(checkpoint, config.base_model_path)
+                    result = _evaluate_one(checkpoint, config, cache, shared, scored)
                 except Exception as err:  # any broken checkpoint: an error row (keep_going) or the failure
                     logger.error("%s: cannot load: %s", checkpoint, err)
                     result = {"error": f"cannot load: {type(err).__name__}: {err}"}
                     if not config.keep_going:
                         raise EvaluationFailed([f"{checkpoint}: {result['error']}"]) from err
                 else:
-                    try:
-                        result = evaluate_checkpoint(model, processor, config, Path(work))
-                    finally:
-                        cache.release(model)
                     for problem in result["skipped"]:
                         logger.warning("skipped pair: %s", problem)
                     logger.info("%s: %s", checkpoint, json.dumps(result["metrics"]))
@@ -490,4 +530,4 @@ def _write_outputs(config: EvalConfig, out: Path, rows: list[dict], results: lis
     if config.report:
         from vlmrm.reward.report import write_report
 
-        write_report(results, out)
+        write_report(results, out, asdict(config))

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 from transformers import AutoProcessor
 
+from vlmrm.core.progress import progress
 from vlmrm.media.frame_cache import FrameCache
 from vlmrm.media.processor import image_factor
 from vlmrm.media.sampling import FrameSampling
@@ -69,7 +69,7 @@ def precache(config: str, overrides: list[str] | None = None, num_workers: int =
     fill = _CacheFill(paths, cache, FrameSampling.from_data_config(data), data.video_backend, factor)
     loader = torch.utils.data.DataLoader(fill, batch_size=None, num_workers=num_workers)
     summary = {"videos": len(paths), "cached_before": 0, "decoded": 0, "failed": 0}
-    for path, hit, error in tqdm(loader, total=len(paths), desc="precache", unit="video"):
+    for path, hit, error in progress(loader, "precache videos", total=len(paths), unit="videos"):
         if error is not None:
             summary["failed"] += 1
             print(f"{path}: {error}", file=sys.stderr)

@@ -16,8 +16,10 @@ a second run only validates.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -116,6 +118,52 @@ def report(output_dir: Path) -> int:
     return 0 if ok else 1
 
 
+EVAL_CONFIG = Path("training_configs/eval_config_example.yaml")
+TENSORBOARD_FOLDER = "runs"
+"""Where the run's TensorBoard events go (``logging_dir`` = output_dir/runs, vlmrm.training.run)."""
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _first_test_pair(test_csv: Path) -> dict | None:
+    if not test_csv.is_file():
+        return None
+    with test_csv.open(newline="") as handle:
+        return next(csv.DictReader(handle), None)
+
+
+def summary(output_dir: Path, root: Path = DEFAULT_ROOT, started: float | None = None) -> str:
+    """What the quickstart made (files, TensorBoard command, elapsed time since ``started``, a Unix
+    time) and the commands to run next, with real paths of this run so they can be pasted."""
+    checkpoints = sorted(
+        (p.name for p in output_dir.glob("checkpoint-*") if p.is_dir()), key=lambda n: int(n.split("-")[-1])
+    )
+    data_dir = root / "synthetic"
+    lines = [
+        "[quickstart] made:",
+        f"  reward model    {output_dir}/ (final) + {', '.join(checkpoints) or 'no checkpoints'}",
+        f"  metrics         {output_dir / FINAL_METRICS_FILE}",
+        f"  data            {data_dir}/ (train.csv, test.csv, videos/), tiny backbone {root}/tiny-{DEFAULT_FAMILY}/",
+        f"  TensorBoard     .venv/bin/tensorboard --logdir {output_dir / TENSORBOARD_FOLDER}",
+    ]
+    if started is not None:
+        lines.append(f"  elapsed         {_elapsed(time.time() - started)}")
+    lines += [
+        "[quickstart] next:",
+        f"  ./run_eval.sh   # every checkpoint on the held-out pairs ({EVAL_CONFIG}) -> evaluation_results/report.html",
+    ]
+    pair = _first_test_pair(data_dir / "test.csv")
+    if pair is not None:
+        videos = " ".join(f"--video {data_dir / pair[f'path_{side}']}" for side in ("A", "B"))
+        lines.append(
+            f'  .venv/bin/python -m vlmrm.score --checkpoint {output_dir} {videos} --prompt "{pair["prompt"]}" --compare'
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vlmrm.reward.quickstart", description=__doc__.split("\n")[0]
@@ -131,9 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     prepare_parser.add_argument("--num_test", type=int, default=QUICKSTART_DATA["num_test"])
     report_parser = commands.add_parser("report", help="print held-out accuracy of a finished run")
     report_parser.add_argument("output_dir", type=Path, nargs="?", default=DEFAULT_OUTPUT)
+    report_parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where prepare built the data")
+    report_parser.add_argument(
+        "--started", type=float, help="Unix time the quickstart started (elapsed time)"
+    )
     args = parser.parse_args(argv or ["prepare"])
     if args.command == "report":
-        return report(args.output_dir)
+        status = report(args.output_dir)
+        if status == 0 or (args.output_dir / FINAL_METRICS_FILE).is_file():
+            print(summary(args.output_dir, args.root, args.started))
+        return status
     assets = prepare(
         args.root, args.family, args.seed, {"num_train": args.num_train, "num_test": args.num_test}
     )

@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
 from vlmrm.core.config import ConfigError
+from vlmrm.core.progress import Progress
 from vlmrm.core.tables import summary_table
 from vlmrm.media.frame_cache import frame_cache_from_config
 from vlmrm.media.processor import image_factor
@@ -231,6 +232,25 @@ def build_trainer(cfg: RunConfig, model, processor, train_dataset=None, eval_dat
     return make_trainer(model, cfg.training, collator, frozen_llm, train_dataset, eval_dataset, callbacks)
 
 
+class PredictionProgress(TrainerCallback):
+    """Progress of one ``trainer.predict`` (counts, rate, ETA; :mod:`vlmrm.core.progress`), on the
+    main process only. Counted in pairs: each prediction step is one batch of
+    ``per_device_eval_batch_size`` pairs per process (the last one may be short; the count is capped)."""
+
+    def __init__(self, trainer, pairs: int, desc: str):
+        self.pairs = pairs
+        self.step_pairs = trainer.args.per_device_eval_batch_size * trainer.args.world_size
+        self.bar = Progress(pairs, desc, "pairs") if trainer.is_world_process_zero() else None
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(min(self.step_pairs, self.pairs - self.bar.done))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def reward_normalization(trainer, dataset, eval_dim: list[str], max_pairs: int | None) -> dict:
     """Mean and std of each dimension's reward over both videos of the first ``max_pairs`` pairs.
 
@@ -239,7 +259,13 @@ def reward_normalization(trainer, dataset, eval_dim: list[str], max_pairs: int |
     """
     if max_pairs is not None and max_pairs < len(dataset):
         dataset = Subset(dataset, range(max_pairs))
-    rewards = np.asarray(trainer.predict(dataset, metric_key_prefix="normalization").predictions)
+    progress = PredictionProgress(trainer, len(dataset), "normalisation pass (training pairs)")
+    trainer.add_callback(progress)
+    try:
+        rewards = np.asarray(trainer.predict(dataset, metric_key_prefix="normalization").predictions)
+    finally:
+        trainer.remove_callback(progress)
+        progress.close()
     rewards = rewards.reshape(-1, len(eval_dim))  # (N, 2, D) -> (2N, D)
     return {
         dim: {"mean": float(rewards[:, d].mean()), "std": float(rewards[:, d].std()), "count": len(rewards)}

@@ -27,6 +27,7 @@ from typing import Literal
 import av
 import numpy as np
 
+from vlmrm.core.progress import progress
 from vlmrm.media.video import BACKENDS, probe_video
 
 DIMENSIONS = ("VQ", "MQ", "TA")
@@ -361,7 +362,7 @@ def _write_split(
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_HEADER)
-        for plan in plans:
+        for plan in progress(plans, f"generate {csv_path.stem} video pairs", unit="pairs"):
             probed = []
             for clip_index, (side, spec) in enumerate((("A", plan.clip_a), ("B", plan.clip_b))):
                 rng = _split_seed(config.seed, plan.split, plan.index, clip_index + 1)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vlmrm.core.progress import progress
 from vlmrm.testing.synthetic import BACKGROUND_RGB, PALETTE, SHAPES
 
 IMAGE_SIZE = 56  # 2 x 2 merged tokens of 28 px at the tiny models' patch 14 x merge 2
@@ -131,7 +132,7 @@ def generate_image_pairs(config: SyntheticImageConfig) -> Path:
     for split, count in (("train", config.num_train), ("test", config.num_test)):
         rng = np.random.default_rng([config.seed, ("train", "test").index(split)])
         with (out / f"{split}.jsonl").open("w") as handle:
-            for index in range(count):
+            for index in progress(range(count), f"generate {split} image pairs", unit="pairs"):
                 handle.write(json.dumps(_record(split, index, out / "images", rng, config)) + "\n")
     return out
 
