@@ -169,8 +169,9 @@ def test_resume_reproduces_the_uninterrupted_losses(tiny_cache, synthetic_pairs,
 
 
 def test_bad_config_fails_before_any_model_is_loaded(synthetic_pairs, tmp_path):
-    missing_model = tmp_path / "no-such-model"
-    base = tiny_run_values(missing_model, synthetic_pairs, tmp_path / "out")
+    empty_model = tmp_path / "empty-model-folder"  # passes the path check; loading it would fail naming it
+    empty_model.mkdir()
+    base = tiny_run_values(empty_model, synthetic_pairs, tmp_path / "out")
     cases = {
         "unknown key": (
             {**base, "learning_rat": 1e-3},
@@ -190,6 +191,6 @@ def test_bad_config_fails_before_any_model_is_loaded(synthetic_pairs, tmp_path):
         )
         assert result.returncode == 2, (name, result.stderr[-2000:])
         assert message in result.stderr, (name, result.stderr[-2000:])
-        assert "no-such-model" not in result.stderr  # the model path was never opened
+        assert "empty-model-folder" not in result.stderr  # the model was never loaded
     result = launch(write_config(tmp_path / "ok.yaml", base), gpus=0)
     assert result.returncode == 2 and "--gpus" in result.stderr
