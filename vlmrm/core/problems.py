@@ -108,6 +108,26 @@ def loads_unique(text: str) -> Any:
     return json.loads(text, object_pairs_hook=unique_keys)
 
 
+def json_line(file: str, line: int, raw: bytes) -> tuple[Any, Problem | None]:
+    """The JSON value of one JSONL line (bytes; a BOM allowed on line 1), or ``(None, problem)``
+    naming why it has none: not UTF-8, invalid JSON (with its column), a key given twice, nested
+    too deeply for the parser."""
+    try:
+        text = raw.decode("utf-8-sig" if line == 1 else "utf-8").rstrip()  # columns as the user sees them
+    except UnicodeDecodeError as err:
+        return None, Problem(file, line, None, encoding_message(err), kind="bad_encoding")
+    try:
+        return loads_unique(text), None
+    except DuplicateJsonKey as err:
+        return None, Problem(file, line, err.key, str(err), kind="bad_json")
+    except json.JSONDecodeError as err:
+        return None, Problem(
+            file, line, None, f"invalid JSON: {err.msg} (column {err.colno})", kind="bad_json"
+        )
+    except RecursionError:
+        return None, Problem(file, line, None, "JSON nested too deeply", kind="bad_json")
+
+
 @dataclass
 class ValidationReport:
     file: str

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlmrm.core.problems import DuplicateJsonKey, Problem, encoding_message, loads_unique
+from vlmrm.core.problems import DuplicateJsonKey, Problem, encoding_message, json_line, loads_unique
 
 EXTERNAL_FORMATS = ("trl", "llamafactory_sharegpt", "llamafactory_alpaca")
 IMAGE_PLACEHOLDER = "<image>"
@@ -106,20 +106,11 @@ def read_records(path: Path) -> RecordFile:
     for line_number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            text = line.decode("utf-8-sig" if line_number == 1 else "utf-8")
-        except UnicodeDecodeError as err:
-            problems.append(Problem(file, line_number, None, encoding_message(err), kind="bad_encoding"))
-            continue
-        try:
-            records.append(Record(line_number, loads_unique(text)))
-        except DuplicateJsonKey as err:
-            problems.append(Problem(file, line_number, err.key, str(err), kind="bad_json"))
-        except json.JSONDecodeError as err:
-            message = f"invalid JSON: {err.msg} (column {err.colno})"
-            problems.append(Problem(file, line_number, None, message, kind="bad_json"))
-        except RecursionError:
-            problems.append(Problem(file, line_number, None, "JSON nested too deeply", kind="bad_json"))
+        value, problem = json_line(file, line_number, line)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            records.append(Record(line_number, value))
     return RecordFile(records, problems)
 
 

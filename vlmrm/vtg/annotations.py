@@ -27,14 +27,7 @@ import numpy as np
 import torch
 
 from vlmrm.core.config import resolve_under
-from vlmrm.core.problems import (
-    DataValidationError,
-    DuplicateJsonKey,
-    Problem,
-    encoding_message,
-    errors,
-    loads_unique,
-)
+from vlmrm.core.problems import DataValidationError, Problem, errors, json_line
 from vlmrm.media.sampling import QWEN2_IMAGE_FACTOR
 from vlmrm.media.video import VideoBackend, VideoDecodeError, VideoInfo, probe_video
 from vlmrm.vtg.clips import DURATION_TOLERANCE_S, ClipWindowError, VTGClip, clip_window, load_vtg_clip
@@ -221,19 +214,9 @@ def parse_vtg_jsonl(path: str | Path, video_dir: str | Path | None = None) -> VT
             if not raw.strip():
                 continue
             total += 1
-            try:
-                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                problems.append(Problem(file, line, None, encoding_message(err), kind="bad_encoding"))
-                continue
-            try:
-                record = loads_unique(text.rstrip())  # columns as the user sees the line
-            except DuplicateJsonKey as err:
-                problems.append(Problem(file, line, err.key, str(err), kind="bad_json"))
-                continue
-            except json.JSONDecodeError as err:
-                message = f"invalid JSON: {err.msg} (column {err.colno})"
-                problems.append(Problem(file, line, None, message, kind="bad_json"))
+            record, problem = json_line(file, line, raw)
+            if problem is not None:
+                problems.append(problem)
                 continue
             if not isinstance(record, dict):
                 message = f"a line must be a JSON object, got {_describe(record)}"
