@@ -434,6 +434,11 @@ def run_evaluation(config: EvalConfig) -> list[dict]:
         handler.close()
 
 
+class CheckpointLoadError(Exception):
+    """A checkpoint whose spec or weights cannot be loaded: an error row of its own (``keep_going``)
+    or the run's failure. Errors while scoring a loaded checkpoint are not this: they propagate."""
+
+
 def _evaluate_one(
     checkpoint: Path,
     config: EvalConfig,
@@ -443,14 +448,20 @@ def _evaluate_one(
 ) -> dict:
     """Load and score one checkpoint, or, when its weights and scoring spec equal those of a
     checkpoint already scored, reuse those scores (its own spec's normalisation applied) and record
-    ``identical_to``. A load error propagates (the caller makes it a result row)."""
-    spec = spec_of_dir(checkpoint)
+    ``identical_to``. A load error is :class:`CheckpointLoadError` (the caller makes it a result row)."""
+    try:
+        spec = spec_of_dir(checkpoint)
+    except Exception as err:  # any unreadable spec: the checkpoint's own failure
+        raise CheckpointLoadError(f"{type(err).__name__}: {err}") from err
     same = scored.find(checkpoint, spec)
     if same is not None:
         logger.info("%s: weights identical to %s; its scores are reused", checkpoint, same.checkpoint)
         result = checkpoint_result(spec, same.data, same.scores, config)
         return {**result, "identical_to": same.checkpoint.name}
-    model, processor = cache.load(checkpoint, config.base_model_path)
+    try:
+        model, processor = cache.load(checkpoint, config.base_model_path)
+    except Exception as err:  # any broken weights, adapter or processor files
+        raise CheckpointLoadError(f"{type(err).__name__}: {err}") from err
     try:
         result, data, scores = evaluate_checkpoint(model, processor, config, shared, checkpoint.name)
     finally:
@@ -486,9 +497,9 @@ def _evaluate_all(config: EvalConfig, out: Path) -> list[dict]:
                 logger.info("evaluating %s", checkpoint)
                 try:
                     result = _evaluate_one(checkpoint, config, cache, shared, scored)
-                except Exception as err:  # any broken checkpoint: an error row (keep_going) or the failure
+                except CheckpointLoadError as err:  # an error row (keep_going) or the failure
                     logger.error("%s: cannot load: %s", checkpoint, err)
-                    result = {"error": f"cannot load: {type(err).__name__}: {err}"}
+                    result = {"error": f"cannot load: {err}"}
                     if not config.keep_going:
                         raise EvaluationFailed([f"{checkpoint}: {result['error']}"]) from err
                 else:
