@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.conftest import LOOPBACK_HUB_MODELS
+from vlmrm.core import paths
 from vlmrm.core.paths import (
     CACHE_PROBE_FILE,
     HUB_PROBE_TIMEOUT_S,
@@ -94,6 +95,17 @@ def test_a_repository_the_hub_does_not_know_is_a_typo(loopback_hub):
 def test_a_model_the_hub_has_passes(loopback_hub):
     assert hub_status(KNOWN_HUB_ID) == "found"
     check_model_source(KNOWN_HUB_ID, "model_name_or_path")
+
+
+def test_a_model_the_hub_confirmed_is_not_asked_about_again(loopback_hub, monkeypatch):
+    """The command checks paths before the training stack's imports and run_training checks them
+    again: one question to the Hub, not two."""
+    asked = []
+    monkeypatch.setattr(paths, "hub_status", lambda repo_id: asked.append(repo_id) or "found")
+    monkeypatch.setattr(paths, "_FOUND_ON_HUB", set())
+    check_model_source(KNOWN_HUB_ID, "model_name_or_path")
+    check_model_source(KNOWN_HUB_ID, "init_from")
+    assert asked == [KNOWN_HUB_ID]
 
 
 def test_a_cached_hub_id_passes_offline(monkeypatch):

@@ -104,6 +104,11 @@ def hub_status(repo_id: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> HubStatus:
     return result[0] if result else "unreachable"
 
 
+_FOUND_ON_HUB: set[tuple[str, str]] = set()
+"""(endpoint, repo id) pairs the Hub confirmed in this process: a run whose paths are checked twice
+(by the command before the training stack's imports, then by ``run_training``) asks the Hub once."""
+
+
 def check_model_source(value: str | None, key: str) -> None:
     """Raise a one-line :class:`ConfigError` unless ``value`` is an existing folder or a Hub id that
     can be fetched (cached, or the Hub is reachable). ``None`` is left to the required-key checks."""
@@ -120,7 +125,14 @@ def check_model_source(value: str | None, key: str) -> None:
             f"set; fix the path, or download it first: huggingface-cli download {text}",
             key,
         )
+    from huggingface_hub import constants
+
+    asked = (constants.ENDPOINT, text)
+    if asked in _FOUND_ON_HUB:
+        return
     status = hub_status(text)
+    if status == "found":
+        _FOUND_ON_HUB.add(asked)
     if status == "missing":
         raise ConfigError(
             f"{key}: {text} is neither a local folder nor a model on the Hub (a typo, or a private one: "
