@@ -10,9 +10,11 @@ forward + backward + AdamW step of one collated batch, median after warm-up. The
 outpace the step by a wide margin, or the accelerator waits on the CPU.
 
 Evaluation: ``eval_rm.py``'s passes (:func:`vlmrm.reward.eval_passes.score_pairs`: both pair orders,
-decoding, collation and forward included) over the held-out pairs, once with an empty frame cache
-(the first checkpoint of a run) and then with the frames cached (every later checkpoint; median of
-``--repeats``). Pairs/s counts each pair once although it is scored in both orders; it should beat
+decoding, collation and forward included) over the held-out pairs: the first checkpoint of a run
+(an empty frame cache; with 0 and with ``EVAL_WORKERS`` DataLoader workers), a later checkpoint
+with another processor or template (frames cached, collated again) and a later checkpoint with the
+same processor, template and sampling (the collated batches replayed, the usual case); medians of
+``--repeats``. Pairs/s counts each pair once although it is scored in both orders; it should beat
 the training step, which runs a backward and an optimizer step on top of one order's forward.
 """
 
@@ -27,9 +29,17 @@ import torch
 from _setup import interleaved_medians, machine, tiny_bench
 
 from vlmrm.media.frame_cache import FrameCache
-from vlmrm.reward.eval_passes import score_pairs
+from vlmrm.reward.eval_passes import CollatedBatches, score_pairs
 
 WORKER_COUNTS = (0, 1, 2)
+EVAL_WORKERS = 2
+BATCH_CACHE_MB = 2048
+EVAL_LABELS = {
+    "first": "first checkpoint (decoding, 0 workers)",
+    "first_workers": f"first checkpoint (decoding, {EVAL_WORKERS} workers)",
+    "collated": "later checkpoint, other processor (frames cached, collated again)",
+    "replayed": "later checkpoint, same processor (collated batches replayed)",
+}
 
 
 def loader_pairs_per_second(dataset, collator, batch: int, workers: int, passes: int) -> float:
@@ -50,19 +60,31 @@ def loader_pairs_per_second(dataset, collator, batch: int, workers: int, passes:
     return passes * len(dataset) / (time.perf_counter() - start)
 
 
-def eval_pairs_per_second(model, collator, dataset, batch: int, repeats: int) -> tuple[float, float]:
-    """(cold, cached) pairs/s of both evaluation orders: a fresh frame cache, then the filled one."""
-    dataset = copy.copy(dataset)
-    dataset.frame_cache = FrameCache(tempfile.mkdtemp(prefix="vlmrm-bench-eval-cache-"))
+def eval_pairs_per_second(model, collator, dataset, batch: int, repeats: int) -> dict[str, float]:
+    """Pairs/s of both evaluation orders: ``first`` / ``first_workers`` (a fresh frame cache each
+    time, 0 / ``EVAL_WORKERS`` workers), ``collated`` (frames cached, collated again) and
+    ``replayed`` (the collated batches of the checkpoint before)."""
 
-    def evaluate() -> None:
-        score_pairs(model, collator, dataset, batch, swap=True, name="benchmark")
+    def first(workers: int):
+        def evaluate() -> None:
+            fresh = copy.copy(dataset)
+            fresh.frame_cache = FrameCache(tempfile.mkdtemp(prefix="vlmrm-bench-eval-cache-"))
+            empty = CollatedBatches.of_megabytes(BATCH_CACHE_MB)
+            score_pairs(model, collator, fresh, batch, True, workers, "benchmark", empty)
 
-    start = time.perf_counter()
-    evaluate()
-    cold = len(dataset) / (time.perf_counter() - start)
-    cached = len(dataset) / interleaved_medians({"eval": evaluate}, repeats)["eval"]
-    return cold, cached
+        return evaluate
+
+    cached = copy.copy(dataset)
+    cached.frame_cache = FrameCache(tempfile.mkdtemp(prefix="vlmrm-bench-eval-cache-"))
+    collated = CollatedBatches.of_megabytes(BATCH_CACHE_MB)
+    score_pairs(model, collator, cached, batch, True, 0, "benchmark", collated)  # fills both caches
+    ways = {
+        "first": first(0),
+        "first_workers": first(EVAL_WORKERS),
+        "collated": lambda: score_pairs(model, collator, cached, batch, True, 0, "benchmark"),
+        "replayed": lambda: score_pairs(model, collator, cached, batch, True, 0, "benchmark", collated),
+    }
+    return {name: len(dataset) / seconds for name, seconds in interleaved_medians(ways, repeats).items()}
 
 
 def main() -> None:
@@ -104,7 +126,7 @@ def main() -> None:
     step_pairs = args.batch / step_s
     metrics = trainer.evaluate()
     eval_pairs = len(bench.test) / metrics["eval_runtime"]
-    eval_cold, eval_cached = eval_pairs_per_second(model, collator, bench.test, args.batch, args.repeats)
+    evaluation = eval_pairs_per_second(model, collator, bench.test, args.batch, args.repeats)
 
     print(f"{args.pairs} pairs, batch {args.batch}, {machine()}")
     print(f"train step (fwd + bwd + AdamW): {step_s * 1000:.1f} ms -> {step_pairs:.1f} pairs/s")
@@ -113,12 +135,11 @@ def main() -> None:
             f"loader {name:6s} {workers} workers: {rate:7.1f} pairs/s = {rate / step_pairs:5.1f}x the train step"
         )
     print(f"in-training evaluation (trainer.evaluate, one order, loading included): {eval_pairs:.1f} pairs/s")
-    print(
-        f"eval_rm passes (both orders, one forward): {eval_cold:.1f} pairs/s first checkpoint (decoding), "
-        f"{eval_cached:.1f} pairs/s later checkpoints (frames cached)"
-    )
-    print(f"ratio evaluation (both orders, first checkpoint) / train step: {eval_cold / step_pairs:.1f}x")
-    print(f"ratio evaluation (both orders, frames cached) / train step: {eval_cached / step_pairs:.1f}x")
+    for name, label in EVAL_LABELS.items():
+        rate = evaluation[name]
+        print(
+            f"eval_rm passes (both orders, one forward), {label}: {rate:.1f} pairs/s = {rate / step_pairs:.1f}x the train step"
+        )
     print(f"ratio loader (2 workers, cached) / train step: {loader['cached', 2] / step_pairs:.1f}x")
 
 

@@ -49,7 +49,7 @@ from vlmrm.pairs.labels import IMAGE_PAIR_SUFFIXES, OVERALL
 from vlmrm.pairs.validate import validate_video_pairs
 from vlmrm.pairs.video_pairs import VideoPairDataset, load_video_pairs
 from vlmrm.reward.collator import PairCollator
-from vlmrm.reward.eval_passes import PairScores, ScoredCheckpoints, score_pairs
+from vlmrm.reward.eval_passes import CollatedBatches, PairScores, ScoredCheckpoints, score_pairs
 from vlmrm.reward.metrics import kendall_tau_b, preference_metrics, spearman_rho, swap_consistency
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,12 @@ class EvalConfig:
     report: bool = option(True, "Write report.html with plots (needs matplotlib).")
     video_backend: str | None = option(None, "Decoder (default: the checkpoint's training choice).")
     dataloader_num_workers: int = option(0, "DataLoader workers for decoding.", bound=NON_NEGATIVE)
+    batch_cache_mb: int = option(
+        2048,
+        "Collated batches (MB of tensors) kept in memory for the next checkpoint with the same processor, "
+        "template, sampling and data, which then skips decoding and collation; 0 = off.",
+        bound=NON_NEGATIVE,
+    )
     keep_going: bool = option(
         False,
         "Evaluate the other checkpoints past a missing model dir or a checkpoint that fails to load "
@@ -239,10 +245,12 @@ def pair_record(pair) -> dict:
 @dataclass
 class SharedInputs:
     """What every checkpoint of a run reuses: the validation report per (dimensions, sampling,
-    backend) and a frame cache, so each video is probed and decoded once per run, not per checkpoint."""
+    backend), a frame cache, so each video is probed and decoded once per run, not per checkpoint,
+    and the last checkpoint's collated batches (:class:`vlmrm.reward.eval_passes.CollatedBatches`)."""
 
     frame_cache: FrameCache | None = None
     reports: dict = field(default_factory=dict)
+    collated: CollatedBatches | None = None
 
     def validate(self, config: EvalConfig, dims: list[str], sampling, backend):
         key = (tuple(dims), sampling, backend.name)
@@ -350,6 +358,7 @@ def evaluate_checkpoint(
         config.swap_check,
         config.dataloader_num_workers,
         name,
+        shared.collated if shared else None,
     )
     return checkpoint_result(spec, data, scores, config), data, scores
 
@@ -464,7 +473,10 @@ def _evaluate_all(config: EvalConfig, out: Path) -> list[dict]:
     cache = BaseModelCache()
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="vlmrm-eval-") as work:
-        shared = SharedInputs(FrameCache(Path(work) / FRAME_CACHE_FOLDER))
+        shared = SharedInputs(
+            FrameCache(Path(work) / FRAME_CACHE_FOLDER),
+            collated=CollatedBatches.of_megabytes(config.batch_cache_mb),
+        )
         scored = ScoredCheckpoints()
         for model_dir in config.model_dirs:
             checkpoints = find_checkpoints(Path(model_dir), config.checkpoint_pattern)
