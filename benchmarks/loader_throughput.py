@@ -6,7 +6,8 @@ step consumes, and evaluation pairs/s vs the training step's, on the tiny model 
 Loader: a ``DataLoader`` over the run's ``VideoPairDataset`` with the run's collator (decoding in
 ``__getitem__``, processor work in the collator, both inside the workers), persistent workers, one
 untimed pass first (worker start-up, cache fill), then ``--passes`` timed passes. Train step:
-forward + backward + AdamW step of one collated batch, median after warm-up. The loader must
+forward + backward + AdamW step of one collated batch, median after warm-up, timed taking turns
+with the evaluation passes below so that the load of a shared machine hits both alike. The loader must
 outpace the step by a wide margin, or the accelerator waits on the CPU.
 
 Evaluation: ``eval_rm.py``'s passes (:func:`vlmrm.reward.eval_passes.score_pairs`: both pair orders,
@@ -24,6 +25,7 @@ import argparse
 import copy
 import tempfile
 import time
+from collections.abc import Callable
 
 import torch
 from _setup import interleaved_medians, machine, tiny_bench
@@ -60,9 +62,9 @@ def loader_pairs_per_second(dataset, collator, batch: int, workers: int, passes:
     return passes * len(dataset) / (time.perf_counter() - start)
 
 
-def eval_pairs_per_second(model, collator, dataset, batch: int, repeats: int) -> dict[str, float]:
-    """Pairs/s of both evaluation orders: ``first`` / ``first_workers`` (a fresh frame cache each
-    time, 0 / ``EVAL_WORKERS`` workers), ``collated`` (frames cached, collated again) and
+def eval_ways(model, collator, dataset, batch: int) -> dict[str, Callable[[], object]]:
+    """The evaluation passes timed (both orders): ``first`` / ``first_workers`` (a fresh frame cache
+    each time, 0 / ``EVAL_WORKERS`` workers), ``collated`` (frames cached, collated again) and
     ``replayed`` (the collated batches of the checkpoint before)."""
 
     def first(workers: int):
@@ -78,13 +80,12 @@ def eval_pairs_per_second(model, collator, dataset, batch: int, repeats: int) ->
     cached.frame_cache = FrameCache(tempfile.mkdtemp(prefix="vlmrm-bench-eval-cache-"))
     collated = CollatedBatches.of_megabytes(BATCH_CACHE_MB)
     score_pairs(model, collator, cached, batch, True, 0, "benchmark", collated)  # fills both caches
-    ways = {
+    return {
         "first": first(0),
         "first_workers": first(EVAL_WORKERS),
         "collated": lambda: score_pairs(model, collator, cached, batch, True, 0, "benchmark"),
         "replayed": lambda: score_pairs(model, collator, cached, batch, True, 0, "benchmark", collated),
     }
-    return {name: len(dataset) / seconds for name, seconds in interleaved_medians(ways, repeats).items()}
 
 
 def main() -> None:
@@ -118,15 +119,18 @@ def main() -> None:
     inputs = collator([bench.train[i] for i in range(args.batch)])
 
     def train_step():
+        model.train()
         trainer.compute_loss(model, inputs).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step_s = interleaved_medians({"step": train_step}, args.repeats)["step"]
-    step_pairs = args.batch / step_s
     metrics = trainer.evaluate()
     eval_pairs = len(bench.test) / metrics["eval_runtime"]
-    evaluation = eval_pairs_per_second(model, collator, bench.test, args.batch, args.repeats)
+    ways = {"step": train_step, **eval_ways(model, collator, bench.test, args.batch)}
+    seconds = interleaved_medians(ways, args.repeats)  # taking turns: a shared machine's load hits all
+    step_s = seconds["step"]
+    step_pairs = args.batch / step_s
+    evaluation = {name: len(bench.test) / seconds[name] for name in EVAL_LABELS}
 
     print(f"{args.pairs} pairs, batch {args.batch}, {machine()}")
     print(f"train step (fwd + bwd + AdamW): {step_s * 1000:.1f} ms -> {step_pairs:.1f} pairs/s")

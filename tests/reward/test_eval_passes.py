@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from vlmrm.modeling.loading import load_reward_model
 from vlmrm.modeling.reward_model import RewardSpec
@@ -67,8 +68,10 @@ def test_collated_batches_are_replayed_only_for_the_same_processor_template_samp
 ):
     model, collator, dataset = scoring
     collated = CollatedBatches.of_megabytes(64)
-    first = score_pairs(model, collator, dataset, 2, True, collated=collated)
+    first = score_pairs(model, collator, dataset, 2, True, 1, collated=collated)  # a decoding worker
     assert collated.key == batch_key(collator, dataset, 2) and len(collated.batches) == 2
+    kept = [v for batch in collated.batches for v in batch.values() if isinstance(v, torch.Tensor)]
+    assert kept and not any(v.is_shared() for v in kept)  # copied out of the worker's shared memory
 
     def no_decoding(index):
         raise AssertionError("a replayed checkpoint must not decode or collate")

@@ -120,6 +120,13 @@ def batch_bytes(batch: dict) -> int:
     return sum(v.numel() * v.element_size() for v in batch.values() if isinstance(v, torch.Tensor))
 
 
+def owned(batch: dict) -> dict:
+    """``batch`` with tensors in shared memory (sent by DataLoader workers) copied into this process:
+    each shared tensor kept holds a shared-memory handle, and a run keeping every batch of a data set
+    ran out of them ("received 0 items of ancdata")."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) and v.is_shared() else v for k, v in batch.items()}
+
+
 @dataclass
 class CollatedBatches:
     """The collated batches of the last checkpoint scored (CPU tensors) and their :func:`batch_key`,
@@ -151,7 +158,7 @@ class CollatedBatches:
                         )
                     kept = None
                 else:
-                    kept.append(batch)
+                    kept.append(owned(batch))
             yield batch
         if kept is not None:
             self.key, self.batches = key, kept
