@@ -6,13 +6,16 @@ step consumes, and evaluation pairs/s vs the training step's, on the tiny model 
 Loader: a ``DataLoader`` over the run's ``VideoPairDataset`` with the run's collator (decoding in
 ``__getitem__``, processor work in the collator, both inside the workers), persistent workers, one
 untimed pass first (worker start-up, cache fill), then ``--passes`` timed passes. Train step:
-forward + backward + AdamW step of one collated batch, median after warm-up. The loader must
+forward + backward + AdamW step of one collated batch, median after warm-up, timed taking turns
+with the evaluation passes below so that the load of a shared machine hits both alike. The loader must
 outpace the step by a wide margin, or the accelerator waits on the CPU.
 
 Evaluation: ``eval_rm.py``'s passes (:func:`vlmrm.reward.eval_passes.score_pairs`: both pair orders,
-decoding, collation and forward included) over the held-out pairs, once with an empty frame cache
-(the first checkpoint of a run) and then with the frames cached (every later checkpoint; median of
-``--repeats``). Pairs/s counts each pair once although it is scored in both orders; it should beat
+decoding, collation and forward included) over the held-out pairs: the first checkpoint of a run
+(an empty frame cache; with 0 and with ``EVAL_WORKERS`` DataLoader workers), a later checkpoint
+with another processor or template (frames cached, collated again) and a later checkpoint with the
+same processor, template and sampling (the collated batches replayed, the usual case); medians of
+``--repeats``. Pairs/s counts each pair once although it is scored in both orders; it should beat
 the training step, which runs a backward and an optimizer step on top of one order's forward.
 """
 
@@ -22,14 +25,23 @@ import argparse
 import copy
 import tempfile
 import time
+from collections.abc import Callable
 
 import torch
 from _setup import interleaved_medians, machine, tiny_bench
 
 from vlmrm.media.frame_cache import FrameCache
-from vlmrm.reward.eval_passes import score_pairs
+from vlmrm.reward.eval_passes import CollatedBatches, score_pairs
 
 WORKER_COUNTS = (0, 1, 2)
+EVAL_WORKERS = 2
+BATCH_CACHE_MB = 2048
+EVAL_LABELS = {
+    "first": "first checkpoint (decoding, 0 workers)",
+    "first_workers": f"first checkpoint (decoding, {EVAL_WORKERS} workers)",
+    "collated": "later checkpoint, other processor (frames cached, collated again)",
+    "replayed": "later checkpoint, same processor (collated batches replayed)",
+}
 
 
 def loader_pairs_per_second(dataset, collator, batch: int, workers: int, passes: int) -> float:
@@ -50,19 +62,30 @@ def loader_pairs_per_second(dataset, collator, batch: int, workers: int, passes:
     return passes * len(dataset) / (time.perf_counter() - start)
 
 
-def eval_pairs_per_second(model, collator, dataset, batch: int, repeats: int) -> tuple[float, float]:
-    """(cold, cached) pairs/s of both evaluation orders: a fresh frame cache, then the filled one."""
-    dataset = copy.copy(dataset)
-    dataset.frame_cache = FrameCache(tempfile.mkdtemp(prefix="vlmrm-bench-eval-cache-"))
+def eval_ways(model, collator, dataset, batch: int) -> dict[str, Callable[[], object]]:
+    """The evaluation passes timed (both orders): ``first`` / ``first_workers`` (a fresh frame cache
+    each time, 0 / ``EVAL_WORKERS`` workers), ``collated`` (frames cached, collated again) and
+    ``replayed`` (the collated batches of the checkpoint before)."""
 
-    def evaluate() -> None:
-        score_pairs(model, collator, dataset, batch, swap=True, name="benchmark")
+    def first(workers: int):
+        def evaluate() -> None:
+            fresh = copy.copy(dataset)
+            fresh.frame_cache = FrameCache(tempfile.mkdtemp(prefix="vlmrm-bench-eval-cache-"))
+            empty = CollatedBatches.of_megabytes(BATCH_CACHE_MB)
+            score_pairs(model, collator, fresh, batch, True, workers, "benchmark", empty)
 
-    start = time.perf_counter()
-    evaluate()
-    cold = len(dataset) / (time.perf_counter() - start)
-    cached = len(dataset) / interleaved_medians({"eval": evaluate}, repeats)["eval"]
-    return cold, cached
+        return evaluate
+
+    cached = copy.copy(dataset)
+    cached.frame_cache = FrameCache(tempfile.mkdtemp(prefix="vlmrm-bench-eval-cache-"))
+    collated = CollatedBatches.of_megabytes(BATCH_CACHE_MB)
+    score_pairs(model, collator, cached, batch, True, 0, "benchmark", collated)  # fills both caches
+    return {
+        "first": first(0),
+        "first_workers": first(EVAL_WORKERS),
+        "collated": lambda: score_pairs(model, collator, cached, batch, True, 0, "benchmark"),
+        "replayed": lambda: score_pairs(model, collator, cached, batch, True, 0, "benchmark", collated),
+    }
 
 
 def main() -> None:
@@ -96,15 +119,18 @@ def main() -> None:
     inputs = collator([bench.train[i] for i in range(args.batch)])
 
     def train_step():
+        model.train()
         trainer.compute_loss(model, inputs).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step_s = interleaved_medians({"step": train_step}, args.repeats)["step"]
-    step_pairs = args.batch / step_s
     metrics = trainer.evaluate()
     eval_pairs = len(bench.test) / metrics["eval_runtime"]
-    eval_cold, eval_cached = eval_pairs_per_second(model, collator, bench.test, args.batch, args.repeats)
+    ways = {"step": train_step, **eval_ways(model, collator, bench.test, args.batch)}
+    seconds = interleaved_medians(ways, args.repeats)  # taking turns: a shared machine's load hits all
+    step_s = seconds["step"]
+    step_pairs = args.batch / step_s
+    evaluation = {name: len(bench.test) / seconds[name] for name in EVAL_LABELS}
 
     print(f"{args.pairs} pairs, batch {args.batch}, {machine()}")
     print(f"train step (fwd + bwd + AdamW): {step_s * 1000:.1f} ms -> {step_pairs:.1f} pairs/s")
@@ -113,12 +139,11 @@ def main() -> None:
             f"loader {name:6s} {workers} workers: {rate:7.1f} pairs/s = {rate / step_pairs:5.1f}x the train step"
         )
     print(f"in-training evaluation (trainer.evaluate, one order, loading included): {eval_pairs:.1f} pairs/s")
-    print(
-        f"eval_rm passes (both orders, one forward): {eval_cold:.1f} pairs/s first checkpoint (decoding), "
-        f"{eval_cached:.1f} pairs/s later checkpoints (frames cached)"
-    )
-    print(f"ratio evaluation (both orders, first checkpoint) / train step: {eval_cold / step_pairs:.1f}x")
-    print(f"ratio evaluation (both orders, frames cached) / train step: {eval_cached / step_pairs:.1f}x")
+    for name, label in EVAL_LABELS.items():
+        rate = evaluation[name]
+        print(
+            f"eval_rm passes (both orders, one forward), {label}: {rate:.1f} pairs/s = {rate / step_pairs:.1f}x the train step"
+        )
     print(f"ratio loader (2 workers, cached) / train step: {loader['cached', 2] / step_pairs:.1f}x")
 
 

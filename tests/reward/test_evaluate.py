@@ -126,6 +126,10 @@ def test_one_forward_for_both_orders_equals_the_per_pass_evaluator_and_final_cop
         assert all(r["identical_to"] == "" for r in earlier)
     log = next((tmp_path / "eval" / "logs").glob("eval_*.log")).read_text()
     assert "weights identical to" in log
+    # step 4 of each run replays the batches its step 2 collated (lora checkpoint-4 compared above);
+    # the LoRA run's reward tokens and template make its processor differ: collated anew
+    replayed = [line.split(": ")[1] for line in log.splitlines() if "collated batches replayed" in line]
+    assert replayed == ["checkpoint-4", "checkpoint-4"]
 
 
 def test_adapter_checkpoints_share_one_base_and_match_fresh_loads(trained_runs, synthetic_pairs, tmp_path):

@@ -15,12 +15,22 @@ for the swapped pass and got the same per-row rewards (a test compares the metri
 per-sequence model swap consistency therefore equals the fraction of pairs with a non-zero margin,
 as it did before (the model cannot prefer an order); a judge that sees both videos in one sequence
 would need a real second forward.
+
+Collated once per run: the processor batches (``input_ids``, ``pixel_values_videos``,
+``video_grid_thw``, ``mm_token_type_ids``, labels ...) depend on the processor, the prompt template,
+the frame sampling and the data, never on the weights. Consecutive checkpoints of a run share all of
+them, so :class:`CollatedBatches` keeps the batches of the last checkpoint on the CPU and the next
+one with the same :func:`batch_key` replays them without decoding or collating. After decoding
+(the frame cache) collation was what bounded a later checkpoint. The batches are kept only while
+their tensors fit ``limit_bytes`` (``batch_cache_mb``); past it the next checkpoint collates again.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import json
+import logging
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +39,21 @@ import torch
 from vlmrm.core.progress import Progress
 from vlmrm.reward.pair_forward import NON_MODEL_KEYS
 
+logger = logging.getLogger(__name__)
+
 WEIGHT_SUFFIX = "*.safetensors"
 """The files holding a checkpoint's weights (full models, shards, adapters and their heads)."""
 HASH_CHUNK_BYTES = 1 << 24
 SPEC_FIELDS_AFTER_TRAINING = ("normalization", "training_videos")
 """RewardSpec fields written after training: they may differ between a checkpoint and the final
 model of the same weights without changing a reward."""
+MEGABYTE = 1 << 20
+DATASET_SETTINGS = ("sampling", "image_factor", "seed", "epoch", "irrelevant_pairs")
+"""Dataset attributes that decide its items besides the table (those a dataset type lacks are None)."""
+TOKENIZER_SETTINGS = ("padding_side", "truncation_side", "pad_token", "model_max_length")
+"""Tokenizer attributes that change ``input_ids`` / ``attention_mask`` besides the vocabulary."""
+BACKEND_CALL_STATE = ("padding", "truncation")
+"""Keys of a fast tokenizer's JSON that each call sets from its arguments (the first call changes them)."""
 
 
 @dataclass
@@ -55,20 +74,132 @@ def pass_label(swap: bool) -> str:
     return "original+swapped" if swap else "original"
 
 
+def processor_fingerprint(processor) -> str:
+    """SHA-256 of what a processor turns texts and frames into tokens and pixels with: its image /
+    video processor settings, chat template, tokenizer (vocabulary, added and reward tokens,
+    normalisation) and padding settings."""
+    tokenizer = processor.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in BACKEND_CALL_STATE}
+        vocabulary = json.dumps(state, sort_keys=True)
+    else:
+        vocabulary = repr(sorted(tokenizer.get_vocab().items()))
+    parts = [
+        processor.to_json_string(),
+        repr(getattr(processor, "chat_template", None)),
+        vocabulary,
+        repr([getattr(tokenizer, name, None) for name in TOKENIZER_SETTINGS]),
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def batch_key(collator, dataset, batch_size: int) -> str:
+    """SHA-256 of everything a collated evaluation batch depends on: the collator's settings (template,
+    dimensions, ``max_length``, sizes), its processor (:func:`processor_fingerprint`), the pairs, the
+    dataset's sampling and decoder, and the batch size. Equal keys give equal batches."""
+    settings = {
+        f.name: getattr(collator, f.name) for f in fields(collator) if f.compare and f.name != "processor"
+    }
+    table = dataset.table
+    parts = [
+        type(collator).__name__,
+        repr(sorted(settings.items())),
+        processor_fingerprint(collator.processor),
+        type(dataset).__name__,
+        repr((table.source, getattr(table, "eval_dim", None), table.pairs)),
+        repr([getattr(dataset, name, None) for name in DATASET_SETTINGS]),
+        repr(getattr(getattr(dataset, "backend", None), "name", None)),
+        repr(getattr(getattr(dataset, "guard", None), "on_bad_sample", None)),
+        str(batch_size),
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def batch_bytes(batch: dict) -> int:
+    return sum(v.numel() * v.element_size() for v in batch.values() if isinstance(v, torch.Tensor))
+
+
+def owned(batch: dict) -> dict:
+    """``batch`` with tensors in shared memory (sent by DataLoader workers) copied into this process:
+    each shared tensor kept holds a shared-memory handle, and a run keeping every batch of a data set
+    ran out of them ("received 0 items of ancdata")."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) and v.is_shared() else v for k, v in batch.items()}
+
+
+@dataclass
+class CollatedBatches:
+    """The collated batches of the last checkpoint scored (CPU tensors) and their :func:`batch_key`,
+    kept while their tensors total at most ``limit_bytes`` (0 keeps none)."""
+
+    limit_bytes: int
+    key: str | None = None
+    batches: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def of_megabytes(cls, megabytes: int) -> CollatedBatches:
+        return cls(megabytes * MEGABYTE)
+
+    def replay(self, key: str) -> list[dict] | None:
+        return self.batches if self.key == key else None
+
+    def record(self, key: str, batches):
+        """Yield ``batches`` and keep them under ``key`` unless they outgrow ``limit_bytes``."""
+        self.key, self.batches = None, []
+        kept, size = [], 0
+        for batch in batches:
+            if kept is not None:
+                size += batch_bytes(batch)
+                if size > self.limit_bytes:
+                    if self.limit_bytes:
+                        logger.info(
+                            "collated batches exceed batch_cache_mb (%d MB); the next checkpoint collates again",
+                            self.limit_bytes // MEGABYTE,
+                        )
+                    kept = None
+                else:
+                    kept.append(owned(batch))
+            yield batch
+        if kept is not None:
+            self.key, self.batches = key, kept
+
+
 @torch.no_grad()
 def score_pairs(
-    model, collator, dataset, batch_size: int, swap: bool, num_workers: int = 0, name: str = ""
+    model,
+    collator,
+    dataset,
+    batch_size: int,
+    swap: bool,
+    num_workers: int = 0,
+    name: str = "",
+    collated: CollatedBatches | None = None,
 ) -> PairScores:
-    """One forward per batch of ``batch_size`` pairs over rows ``[A, B]``, read in both orders with ``swap``."""
+    """One forward per batch of ``batch_size`` pairs over rows ``[A, B]``, read in both orders with
+    ``swap``. With ``collated``, batches of an earlier call with the same :func:`batch_key` are
+    replayed instead of decoded and collated, and this call's batches are kept for the next."""
     device = eval_device()
     model.to(device).eval()
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, collate_fn=collator, num_workers=num_workers
-    )
+    batches = None
+    if collated is not None:
+        key = batch_key(collator, dataset, batch_size)
+        batches = collated.replay(key)
+        if batches is not None:
+            logger.info(
+                "%s: %s collated batches replayed (same processor, template, sampling, data)",
+                name,
+                len(batches),
+            )
+    if batches is None:
+        batches = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, collate_fn=collator, num_workers=num_workers
+        )
+        if collated is not None:
+            batches = collated.record(key, batches)
     rewards, swapped = [], []
     desc = f"evaluate {name} ({pass_label(swap)})"
     with Progress(len(dataset), desc, "pairs") as bar:
-        for batch in loader:
+        for batch in batches:
             pairs = batch["labels"].shape[0]
             inputs = {
                 k: v.to(device) if isinstance(v, torch.Tensor) else v
