@@ -132,6 +132,46 @@ def test_one_forward_for_both_orders_equals_the_per_pass_evaluator_and_final_cop
     assert replayed == ["checkpoint-4", "checkpoint-4"]
 
 
+def test_the_training_runs_frame_cache_serves_the_first_checkpoint(
+    trained_runs, synthetic_pairs, tmp_path, monkeypatch
+):
+    """Frames decoded while training (its ``frame_cache_dir``) are read by evaluation, not decoded:
+    with decoding made impossible, the evaluation on that cache gives the same rows as a cold one."""
+    import vlmrm.media.frame_cache as frame_cache_module
+
+    root, _, values = trained_runs
+    cache = tmp_path / "frame_cache"
+    cfg = parse_config(values={**values["full"], "frame_cache_dir": str(cache)})
+    _, processor = load_reward_model(root / "full")
+    _, test = build_datasets(cfg, processor)
+    for index in range(len(test)):  # what the in-training evaluation reads and caches
+        test[index]
+    entries = sorted(cache.rglob("*.frames"))
+    assert len(entries) == 2 * len(test)
+
+    common = {"model_dirs": [str(root / "full")], "report": False, "dataloader_num_workers": 0}
+    cold = run_evaluation(
+        parse_eval_config(values=eval_values(root, synthetic_pairs, tmp_path / "cold", **common))
+    )
+
+    def no_decoding(path, *args, **kwargs):
+        raise AssertionError(f"decoded {path} although the training run's frame cache holds it")
+
+    monkeypatch.setattr(frame_cache_module, "load_video", no_decoding)
+    cached = run_evaluation(
+        parse_eval_config(
+            values=eval_values(
+                root, synthetic_pairs, tmp_path / "cached", frame_cache_dir=str(cache), **common
+            )
+        )
+    )
+    assert sorted(cache.rglob("*.frames")) == entries
+    assert not any(row["error"] for row in cached)
+    assert [{k: v for k, v in row.items() if k != "output_dir"} for row in cached] == [
+        {k: v for k, v in row.items() if k != "output_dir"} for row in cold
+    ]
+
+
 def test_adapter_checkpoints_share_one_base_and_match_fresh_loads(trained_runs, synthetic_pairs, tmp_path):
     root, _, values = trained_runs
     rows = run_evaluation(

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig
 
-from vlmrm.core.config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, Layout, load_config, option
+from vlmrm.core.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, ConfigError, Layout, load_config, option
 from vlmrm.core.paths import check_directory, check_file, check_model_source
 from vlmrm.core.problems import EvaluationFailed, Problem, errors
 from vlmrm.media.frame_cache import FrameCache
@@ -118,6 +118,18 @@ class EvalConfig:
         "DataLoader workers decoding and collating while the model scores the previous batch "
         "(default: min(2, CPU cores); 0 = in the main process).",
         bound=NON_NEGATIVE,
+    )
+    frame_cache_dir: str | None = option(
+        None,
+        "Frame cache to read and fill (vlmrm.media.frame_cache): the training run's frame_cache_dir "
+        "lets the first checkpoint read the frames decoded during training instead of decoding them "
+        "(entries match only for the same file, sampling, decoder and resize); default: a temporary "
+        "folder, removed after the run, shared by the run's checkpoints.",
+    )
+    frame_cache_max_gb: float = option(
+        50.0,
+        "Size limit of frame_cache_dir in GiB; least-recently-used entries are deleted beyond it.",
+        bound=POSITIVE,
     )
     batch_cache_mb: int = option(
         2048,
@@ -502,7 +514,7 @@ def _evaluate_all(config: EvalConfig, out: Path) -> list[dict]:
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="vlmrm-eval-") as work:
         shared = SharedInputs(
-            FrameCache(Path(work) / FRAME_CACHE_FOLDER),
+            FrameCache(config.frame_cache_dir or Path(work) / FRAME_CACHE_FOLDER, config.frame_cache_max_gb),
             collated=CollatedBatches.of_megabytes(config.batch_cache_mb),
         )
         scored = ScoredCheckpoints()
