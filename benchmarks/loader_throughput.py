@@ -12,7 +12,8 @@ outpace the step by a wide margin, or the accelerator waits on the CPU.
 
 Evaluation: ``eval_rm.py``'s passes (:func:`vlmrm.reward.eval_passes.score_pairs`: both pair orders,
 decoding, collation and forward included) over the held-out pairs: the first checkpoint of a run
-(an empty frame cache; with 0 and with ``EVAL_WORKERS`` DataLoader workers), a later checkpoint
+(an empty frame cache, with 0 and with ``EVAL_WORKERS`` DataLoader workers; or the training run's
+frame cache, which its in-training evaluation filled, as ``eval_rm`` with ``frame_cache_dir``), a later checkpoint
 with another processor or template (frames cached, collated again) and a later checkpoint with the
 same processor, template and sampling (the collated batches replayed, the usual case); medians of
 ``--repeats``. Pairs/s counts each pair once although it is scored in both orders; it should beat
@@ -32,6 +33,7 @@ from _setup import interleaved_medians, machine, tiny_bench
 
 from vlmrm.media.frame_cache import FrameCache
 from vlmrm.reward.eval_passes import CollatedBatches, score_pairs
+from vlmrm.reward.evaluate import eval_workers
 
 WORKER_COUNTS = (0, 1, 2)
 EVAL_WORKERS = 2
@@ -39,6 +41,7 @@ BATCH_CACHE_MB = 2048
 EVAL_LABELS = {
     "first": "first checkpoint (decoding, 0 workers)",
     "first_workers": f"first checkpoint (decoding, {EVAL_WORKERS} workers)",
+    "first_training_cache": "first checkpoint, training run's frame_cache_dir (default workers: none, all cached)",
     "collated": "later checkpoint, other processor (frames cached, collated again)",
     "replayed": "later checkpoint, same processor (collated batches replayed)",
 }
@@ -64,8 +67,10 @@ def loader_pairs_per_second(dataset, collator, batch: int, workers: int, passes:
 
 def eval_ways(model, collator, dataset, batch: int) -> dict[str, Callable[[], object]]:
     """The evaluation passes timed (both orders): ``first`` / ``first_workers`` (a fresh frame cache
-    each time, 0 / ``EVAL_WORKERS`` workers), ``collated`` (frames cached, collated again) and
-    ``replayed`` (the collated batches of the checkpoint before)."""
+    each time, 0 / ``EVAL_WORKERS`` workers), ``first_training_cache`` (``dataset``'s own frame
+    cache, which the in-training evaluation filled: ``eval_rm`` with the run's ``frame_cache_dir``
+    and its default workers; nothing collated yet), ``collated`` (frames cached, collated again, 0 workers) and ``replayed``
+    (the collated batches of the checkpoint before)."""
 
     def first(workers: int):
         def evaluate() -> None:
@@ -83,6 +88,16 @@ def eval_ways(model, collator, dataset, batch: int) -> dict[str, Callable[[], ob
     return {
         "first": first(0),
         "first_workers": first(EVAL_WORKERS),
+        "first_training_cache": lambda: score_pairs(
+            model,
+            collator,
+            dataset,
+            batch,
+            True,
+            eval_workers(None, dataset),
+            "benchmark",
+            CollatedBatches.of_megabytes(BATCH_CACHE_MB),
+        ),
         "collated": lambda: score_pairs(model, collator, cached, batch, True, 0, "benchmark"),
         "replayed": lambda: score_pairs(model, collator, cached, batch, True, 0, "benchmark", collated),
     }

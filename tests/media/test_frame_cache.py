@@ -147,6 +147,28 @@ def test_random_sampling_cannot_be_cached(synthetic_pairs, tmp_path):
         VideoPairDataset(table, random, resolve_backend("pyav"), frame_cache=FrameCache(tmp_path / "c"))
 
 
+def test_a_dataset_knows_when_every_video_is_cached_and_evaluation_then_starts_no_workers(
+    synthetic_pairs, tmp_path
+):
+    from vlmrm.reward.evaluate import DEFAULT_EVAL_WORKERS, eval_workers
+
+    table = load_video_pairs(synthetic_pairs / "test.csv", ["VQ"], synthetic_pairs)
+    dataset = VideoPairDataset(table, SMALL, resolve_backend("pyav"), frame_cache=FrameCache(tmp_path / "c"))
+    decoding = min(DEFAULT_EVAL_WORKERS, os.cpu_count() or 1)
+    assert not dataset.frames_cached() and eval_workers(None, dataset) == decoding
+    for index in range(len(dataset) - 1):
+        dataset[index]
+    assert not dataset.frames_cached(), "the last pair is not cached yet"
+    dataset[len(dataset) - 1]
+    assert dataset.frames_cached() and eval_workers(None, dataset) == 0
+    assert eval_workers(3, dataset) == 3  # an explicit dataloader_num_workers always wins
+    other = dataclasses.replace(SMALL, num_frames=2)
+    assert not VideoPairDataset(
+        table, other, resolve_backend("pyav"), frame_cache=FrameCache(tmp_path / "c")
+    ).frames_cached()
+    assert not VideoPairDataset(table, SMALL, resolve_backend("pyav")).frames_cached()
+
+
 @pytest.mark.slow
 def test_precache_fills_what_the_training_dataset_reads(synthetic_pairs, tiny_cache, tmp_path):
     config = {

@@ -115,6 +115,15 @@ class FrameCache:
     def entry_path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}{ENTRY_SUFFIX}"
 
+    def holds(
+        self, path: str | Path, sampling: FrameSampling, backend: VideoBackend, image_factor: int
+    ) -> bool:
+        """Whether :meth:`load` finds an entry for this video (read, not decoded, unless damaged)."""
+        return (
+            Path(path).is_file()
+            and self.entry_path(self.key(path, sampling, backend, image_factor)).is_file()
+        )
+
     def load(
         self,
         path: str | Path,

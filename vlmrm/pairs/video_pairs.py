@@ -375,6 +375,15 @@ class VideoPairDataset(Dataset):
             )
         return item
 
+    def frames_cached(self) -> bool:
+        """Every video of the table has an entry in the frame cache: each item is file reads, no decoding."""
+        cache = self.frame_cache
+        return cache is not None and all(
+            cache.holds(path, self.sampling, self.backend, self.image_factor)
+            for pair in self.table.pairs
+            for path in (pair.path_a, pair.path_b)
+        )
+
     def _decode(self, path: Path, rng: np.random.Generator):
         if self.frame_cache is not None:
             return self.frame_cache.load(path, self.sampling, self.backend, self.image_factor)
