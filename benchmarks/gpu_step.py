@@ -71,7 +71,7 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/gpu_step.py` puts bench
 
 from vlmrm.modeling.reward_model import DEFAULT_TIE_K, RewardSpec, attach_spec, reward_model_class
 from vlmrm.reward.losses import pair_loss
-from vlmrm.reward.pair_forward import pair_rewards
+from vlmrm.reward.pair_forward import NON_MODEL_KEYS, pair_rewards
 
 CONFIG_PATH = Path(__file__).parent / "configs" / "qwen2_vl_2b.json"
 EVAL_DIMS = ["VQ", "MQ", "TA"]
@@ -107,6 +107,8 @@ PEAK_BF16_FLOPS = {  # dense bf16 tensor-core peak by GPU name (NVIDIA data shee
     "H200": 989e12,
     "A100": 312e12,
 }
+FORWARD_BACKWARD_FACTOR = 3
+"""A training step's model FLOPs are 3x the forward's (backward = 2x forward): evaluation's are a third."""
 MAX_GRAD_NORM = 1.0  # HF Trainer's default max_grad_norm: the trainer clips every step
 LEARNING_RATE = 1e-6
 BYTES_PER_GIB = 2**30
@@ -317,6 +319,34 @@ def run_config(model, optimizer, inputs, bench, merged: bool, checkpointing: boo
     }
 
 
+@torch.no_grad()
+def run_evaluation(model, inputs, bench) -> dict:
+    """Median time and peak memory of what ``eval_rm`` runs per batch
+    (``vlmrm.reward.eval_passes.score_pairs``): one forward of the A and B rows in eval mode without
+    gradients, from whose rewards both pair orders are read. Model FLOPs: a third of a step's."""
+    set_checkpointing(model, False)
+    model.eval()
+    model_inputs = {k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS}
+    cuda = inputs["input_ids"].is_cuda
+    times = []
+    for step in range(bench.warmup + bench.steps):
+        if step == bench.warmup and cuda:
+            torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model(**model_inputs).rewards.float().cpu()  # .cpu() waits for the GPU, as score_pairs does
+        if step >= bench.warmup:
+            times.append(time.perf_counter() - start)
+    model.train()
+    return {
+        "forward": "evaluation",
+        "gradient_checkpointing": False,
+        "step_s": statistics.median(times),
+        "peak_mem_gib": torch.cuda.max_memory_allocated() / BYTES_PER_GIB if cuda else None,
+    }
+
+
 def rounded(value):
     """Four significant digits for the JSON line (None, bools and strings unchanged)."""
     return float(f"{value:.4g}") if isinstance(value, float) else value
@@ -357,6 +387,11 @@ def main() -> None:
         ("ckpt" if ckpt else "no_ckpt"): results[2 * ckpt]["step_s"] / results[2 * ckpt + 1]["step_s"]
         for ckpt in (False, True)
     }
+    evaluation = run_evaluation(model, inputs, bench)
+    evaluation["s_per_pair"] = evaluation["step_s"] / pairs
+    evaluation["tokens_per_s"] = rows * seq / evaluation["step_s"]
+    evaluation["mfu"] = flops / FORWARD_BACKWARD_FACTOR / evaluation["step_s"] / peak if peak else None
+    eval_over_train = results[0]["step_s"] / evaluation["step_s"]
     print(
         f"device {device_name}, {dtype}, attn {attn}, loss {bench.loss}, "
         f"{pairs} pair(s) x 2 rows x {seq} tokens"
@@ -373,6 +408,12 @@ def main() -> None:
         )
     for name, ratio in ratios.items():
         print(f"ratio merged / separate step time ({name}): {ratio:.3f}")
+    eval_mem = evaluation["peak_mem_gib"]
+    print(
+        f"evaluation forward (eval_rm per batch: both orders, no grad): {evaluation['step_s']:.4f} s, "
+        f"peak {f'{eval_mem:.2f} GiB' if eval_mem is not None else '-'}; "
+        f"pairs/s vs the merged training step: {eval_over_train:.2f}x"
+    )
     text, vision = config.text_config, config.vision_config
     print(
         json.dumps(
@@ -395,6 +436,8 @@ def main() -> None:
                 "peak_flops": peak,
                 "results": [{key: rounded(value) for key, value in row.items()} for row in results],
                 "ratio_merged_over_separate": {key: rounded(value) for key, value in ratios.items()},
+                "evaluation": {key: rounded(value) for key, value in evaluation.items()},
+                "ratio_evaluation_over_training_pairs_per_s": rounded(eval_over_train),
             }
         )
     )

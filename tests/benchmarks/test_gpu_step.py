@@ -89,6 +89,14 @@ def test_tiny_run_without_the_packages_the_gpu_machine_lacks_prints_table_and_js
         assert row["peak_mem_gib"] is None  # CUDA-only reading
     assert set(result["ratio_merged_over_separate"]) == {"no_ckpt", "ckpt"}
     assert all(ratio > 0 for ratio in result["ratio_merged_over_separate"].values())
+    evaluation = result["evaluation"]  # eval_rm's per-batch forward: eval mode, no gradients
+    assert set(evaluation) == ROW_KEYS and evaluation["forward"] == "evaluation"
+    assert not evaluation["gradient_checkpointing"] and evaluation["step_s"] > 0
+    assert evaluation["mfu"] > 0 and evaluation["peak_mem_gib"] is None
+    assert result["ratio_evaluation_over_training_pairs_per_s"] == pytest.approx(
+        rows[0]["step_s"] / evaluation["step_s"], rel=1e-2
+    )
+    assert any(line.startswith("evaluation forward (eval_rm per batch") for line in lines)
 
 
 def test_blocked_packages_really_fail_to_import():
