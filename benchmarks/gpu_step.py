@@ -292,10 +292,9 @@ def pair_step_loss(model: nn.Module, inputs: dict, merged: bool, loss_type: str)
     return pair_loss(loss_type, rewards.rewards_a, rewards.rewards_b, labels, tie_k=tie_k).loss
 
 
-def run_config(model, optimizer, inputs, bench, merged: bool, checkpointing: bool) -> dict:
-    """Median step time and peak memory of one (forward, checkpointing) configuration."""
-    set_checkpointing(model, checkpointing)
-    cuda = inputs["input_ids"].is_cuda
+def timed(work, cuda: bool, bench) -> tuple[float, float | None]:
+    """Median seconds of ``work()`` over ``bench.steps`` calls after ``bench.warmup`` untimed ones,
+    and the peak GPU memory (GiB) of the timed calls; GPU work is waited for inside each timing."""
     times = []
     for step in range(bench.warmup + bench.steps):
         if step == bench.warmup and cuda:
@@ -303,19 +302,30 @@ def run_config(model, optimizer, inputs, bench, merged: bool, checkpointing: boo
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        pair_step_loss(model, inputs, merged, bench.loss).backward()
-        nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        work()
         if cuda:
             torch.cuda.synchronize()
         if step >= bench.warmup:
             times.append(time.perf_counter() - start)
+    return statistics.median(times), torch.cuda.max_memory_allocated() / BYTES_PER_GIB if cuda else None
+
+
+def run_config(model, optimizer, inputs, bench, merged: bool, checkpointing: bool) -> dict:
+    """Median step time and peak memory of one (forward, checkpointing) configuration."""
+    set_checkpointing(model, checkpointing)
+
+    def step() -> None:
+        pair_step_loss(model, inputs, merged, bench.loss).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step_s, peak = timed(step, inputs["input_ids"].is_cuda, bench)
     return {
         "forward": "merged" if merged else "separate",
         "gradient_checkpointing": checkpointing,
-        "step_s": statistics.median(times),
-        "peak_mem_gib": torch.cuda.max_memory_allocated() / BYTES_PER_GIB if cuda else None,
+        "step_s": step_s,
+        "peak_mem_gib": peak,
     }
 
 
@@ -327,23 +337,15 @@ def run_evaluation(model, inputs, bench) -> dict:
     set_checkpointing(model, False)
     model.eval()
     model_inputs = {k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS}
-    cuda = inputs["input_ids"].is_cuda
-    times = []
-    for step in range(bench.warmup + bench.steps):
-        if step == bench.warmup and cuda:
-            torch.cuda.reset_peak_memory_stats()
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        model(**model_inputs).rewards.float().cpu()  # .cpu() waits for the GPU, as score_pairs does
-        if step >= bench.warmup:
-            times.append(time.perf_counter() - start)
+    step_s, peak = timed(
+        lambda: model(**model_inputs).rewards.float().cpu(), inputs["input_ids"].is_cuda, bench
+    )
     model.train()
     return {
         "forward": "evaluation",
         "gradient_checkpointing": False,
-        "step_s": statistics.median(times),
-        "peak_mem_gib": torch.cuda.max_memory_allocated() / BYTES_PER_GIB if cuda else None,
+        "step_s": step_s,
+        "peak_mem_gib": peak,
     }
 
 
