@@ -12,10 +12,11 @@ outpace the step by a wide margin, or the accelerator waits on the CPU.
 
 Evaluation: ``eval_rm.py``'s passes (:func:`vlmrm.reward.eval_passes.score_pairs`: both pair orders,
 decoding, collation and forward included) over the held-out pairs: the first checkpoint of a run
-(an empty frame cache, with 0 and with ``EVAL_WORKERS`` DataLoader workers; or the training run's
-frame cache, which its in-training evaluation filled, as ``eval_rm`` with ``frame_cache_dir``), a later checkpoint
-with another processor or template (frames cached, collated again) and a later checkpoint with the
-same processor, template and sampling (the collated batches replayed, the usual case); medians of
+(an empty frame cache, with 0 and with ``EVAL_WORKERS`` DataLoader workers; or the training
+run's frame cache, which its in-training evaluation filled, as ``eval_rm`` with
+``frame_cache_dir``), a later checkpoint with another processor or template (frames cached,
+collated again) and a later checkpoint with the same processor, template and sampling (the
+collated batches replayed, the usual case); medians of
 ``--repeats``. Pairs/s counts each pair once although it is scored in both orders; it should beat
 the training step, which runs a backward and an optimizer step on top of one order's forward.
 """
@@ -33,7 +34,6 @@ from _setup import interleaved_medians, machine, tiny_bench
 
 from vlmrm.media.frame_cache import FrameCache
 from vlmrm.reward.eval_passes import CollatedBatches, score_pairs
-from vlmrm.reward.evaluate import eval_workers
 
 WORKER_COUNTS = (0, 1, 2)
 EVAL_WORKERS = 2
@@ -69,8 +69,8 @@ def eval_ways(model, collator, dataset, batch: int) -> dict[str, Callable[[], ob
     """The evaluation passes timed (both orders): ``first`` / ``first_workers`` (a fresh frame cache
     each time, 0 / ``EVAL_WORKERS`` workers), ``first_training_cache`` (``dataset``'s own frame
     cache, which the in-training evaluation filled: ``eval_rm`` with the run's ``frame_cache_dir``
-    and its default workers; nothing collated yet), ``collated`` (frames cached, collated again, 0 workers) and ``replayed``
-    (the collated batches of the checkpoint before)."""
+    and its default workers; nothing collated yet), ``collated`` (frames cached, collated again,
+    0 workers) and ``replayed`` (the collated batches of the checkpoint before)."""
 
     def first(workers: int):
         def evaluate() -> None:
@@ -94,7 +94,7 @@ def eval_ways(model, collator, dataset, batch: int) -> dict[str, Callable[[], ob
             dataset,
             batch,
             True,
-            eval_workers(None, dataset),
+            None,
             "benchmark",
             CollatedBatches.of_megabytes(BATCH_CACHE_MB),
         ),

@@ -150,7 +150,7 @@ def test_random_sampling_cannot_be_cached(synthetic_pairs, tmp_path):
 def test_a_dataset_knows_when_every_video_is_cached_and_evaluation_then_starts_no_workers(
     synthetic_pairs, tmp_path
 ):
-    from vlmrm.reward.evaluate import DEFAULT_EVAL_WORKERS, eval_workers
+    from vlmrm.reward.eval_passes import DEFAULT_EVAL_WORKERS, eval_workers
 
     table = load_video_pairs(synthetic_pairs / "test.csv", ["VQ"], synthetic_pairs)
     dataset = VideoPairDataset(table, SMALL, resolve_backend("pyav"), frame_cache=FrameCache(tmp_path / "c"))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import re
 import tempfile
 import time
@@ -57,7 +56,6 @@ logger = logging.getLogger(__name__)
 
 FRAME_CACHE_FOLDER = "frame_cache"
 """Inside the run's temporary folder: frames decoded for one checkpoint serve the next."""
-DEFAULT_EVAL_WORKERS = 2
 CHECKPOINT_STEP = re.compile(r"-(\d+)$")
 SCORE_COLUMN = "score_{dim}_{side}"
 """Optional absolute-score columns of the CSV (e.g. ``score_VQ_A``): Kendall tau / Spearman rho of the
@@ -155,20 +153,6 @@ class EvalConfig:
             ".json",
         ):
             raise ConfigError(f"dataset_path {self.dataset_path}: unknown data format; set data_format")
-
-
-def eval_workers(requested: int | None, dataset) -> int:
-    """``dataloader_num_workers`` when set. By default min(``DEFAULT_EVAL_WORKERS``, CPU cores) while
-    videos must be decoded (the first checkpoint of a run is decode-bound; workers overlap decoding
-    with the forward), and 0 when every video is already in the frame cache (the training run's
-    ``frame_cache_dir``, or an earlier checkpoint's): reading an entry and collating in the main
-    process is cheaper than starting workers and sending batches between processes (tiny-model
-    benchmark: 2.0x vs 1.4x the training step's pairs/s). Replayed batches need no workers at all."""
-    if requested is not None:
-        return requested
-    if isinstance(dataset, VideoPairDataset) and dataset.frames_cached():
-        return 0
-    return min(DEFAULT_EVAL_WORKERS, os.cpu_count() or 1)
 
 
 def parse_eval_config(path: str | Path | dict | None = None, overrides=None, values=None) -> EvalConfig:
@@ -390,7 +374,7 @@ def evaluate_checkpoint(
         data.dataset,
         config.eval_batch_size,
         config.swap_check,
-        eval_workers(config.dataloader_num_workers, data.dataset),
+        config.dataloader_num_workers,
         name,
         shared.collated if shared else None,
     )
